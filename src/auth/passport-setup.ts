@@ -1,0 +1,43 @@
+import { Passport, type PassportStatic } from 'passport';
+import { Strategy as LocalStrategy } from 'passport-local';
+import { dummyPasswordHash, verifyPassword } from './password';
+import { MAX_PASSWORD_LENGTH, type UserRepository } from './user-repository';
+
+/**
+ * Create a passport instance with the local (username and password) strategy. The session
+ * stores only the user id; each request loads the user again, so a removed user or a changed
+ * role takes effect at once.
+ */
+export function createPassport(users: UserRepository): PassportStatic {
+  const passport = new Passport() as PassportStatic;
+
+  passport.use(
+    new LocalStrategy((username, password, done) => {
+      void (async () => {
+        if (username.length > 64 || password.length > MAX_PASSWORD_LENGTH) return done(null, false);
+        const user = await users.findForLogin(username);
+        if (!user) {
+          // Spend the same time as a wrong password, so response times do not reveal user names.
+          await verifyPassword(await dummyPasswordHash(), password);
+          return done(null, false);
+        }
+        if (!(await verifyPassword(user.passwordHash, password))) return done(null, false);
+        done(null, { id: user.id, username: user.username, role: user.role });
+      })().catch((error: unknown) => done(error));
+    }),
+  );
+
+  passport.serializeUser((user, done) => {
+    done(null, user.id);
+  });
+
+  passport.deserializeUser((id: unknown, done) => {
+    if (typeof id !== 'string') return done(null, false);
+    users
+      .findById(id)
+      .then((user) => done(null, user ? { id: user.id, username: user.username, role: user.role } : false))
+      .catch((error: unknown) => done(error));
+  });
+
+  return passport;
+}

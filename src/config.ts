@@ -1,0 +1,207 @@
+import path from 'node:path';
+import { z } from 'zod';
+
+/** SigV4 rejects presigned URLs that live longer than seven days. */
+export const MAX_URL_LIFETIME_SECONDS = 7 * 24 * 60 * 60;
+
+const DELIVERY_MODES = ['redirect', 'proxy'] as const;
+const LOG_LEVELS = ['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'] as const;
+
+const booleanString = z.enum(['true', 'false', '1', '0']).transform((v) => v === 'true' || v === '1');
+const positiveInt = z.coerce.number().int().positive();
+const nonNegativeInt = z.coerce.number().int().nonnegative();
+const port = z.coerce.number().int().min(0).max(65535);
+
+/**
+ * The environment variables s3gate reads, each with the default used in embedded mode.
+ * Every variable is documented in the README's configuration table.
+ */
+const envSchema = z
+  .object({
+    NODE_ENV: z.string().default('development'),
+    HOST: z.string().min(1).default('127.0.0.1'),
+    PORT: port.default(3000),
+    DATA_DIR: z.string().min(1).default('data'),
+    LOG_LEVEL: z.enum(LOG_LEVELS).default('info'),
+    TRUST_PROXY: z.string().optional(),
+
+    DELIVERY_MODE: z.enum(DELIVERY_MODES).default('redirect'),
+
+    S3_BUCKET: z.string().min(3).max(63).optional(),
+    S3_REGION: z.string().min(1).default('us-east-1'),
+    S3_ENDPOINT: z.url().optional(),
+    S3_PUBLIC_ENDPOINT: z.url().optional(),
+    S3_FORCE_PATH_STYLE: booleanString.optional(),
+    S3_KEY_PREFIX: z
+      .string()
+      .regex(/^([A-Za-z0-9._-]+\/)*$/, 'must be empty or path segments ending in "/", like images/')
+      .default('images/'),
+    S3_CONNECT_TIMEOUT_MS: positiveInt.default(3000),
+    S3_REQUEST_TIMEOUT_MS: positiveInt.default(30000),
+    S3_MAX_SOCKETS: positiveInt.default(50),
+    EMBEDDED_S3_PORT: port.default(4569),
+
+    SIGNED_URL_WINDOW_SECONDS: positiveInt.default(3600),
+    SIGNED_URL_MIN_VALIDITY_SECONDS: nonNegativeInt.default(600),
+    SIGNED_URL_CACHE_SIZE: positiveInt.default(10000),
+
+    IMAGE_MAX_BYTES: positiveInt.default(10 * 1024 * 1024),
+    IMAGE_CACHE_MAX_AGE_SECONDS: positiveInt.default(31536000),
+
+    SESSION_SECRET: z.string().min(32, 'must be at least 32 characters').optional(),
+    SESSION_MAX_AGE_SECONDS: positiveInt.default(7 * 24 * 60 * 60),
+    LOGIN_MAX_FAILURES: positiveInt.default(10),
+    LOGIN_FAILURE_WINDOW_SECONDS: positiveInt.default(15 * 60),
+
+    ADMIN_USERNAME: z.string().min(1).max(64).default('admin'),
+    ADMIN_PASSWORD: z.string().min(8, 'must be at least 8 characters').max(1024).optional(),
+
+    DATABASE_URL: z.string().optional(),
+  })
+  .superRefine((env, ctx) => {
+    const lifetime = env.SIGNED_URL_WINDOW_SECONDS + env.SIGNED_URL_MIN_VALIDITY_SECONDS;
+    if (lifetime > MAX_URL_LIFETIME_SECONDS) {
+      ctx.addIssue({
+        code: 'custom',
+        path: ['SIGNED_URL_WINDOW_SECONDS'],
+        message:
+          `SIGNED_URL_WINDOW_SECONDS + SIGNED_URL_MIN_VALIDITY_SECONDS is ${lifetime} s, ` +
+          `over the SigV4 limit of 7 days (${MAX_URL_LIFETIME_SECONDS} s); lower one of them`,
+      });
+    }
+    if (env.S3_PUBLIC_ENDPOINT && !env.S3_ENDPOINT) {
+      ctx.addIssue({
+        code: 'custom',
+        path: ['S3_PUBLIC_ENDPOINT'],
+        message: 'is only used together with S3_ENDPOINT; set S3_ENDPOINT too, or remove it',
+      });
+    }
+    if (env.S3_ENDPOINT && !env.S3_BUCKET) {
+      ctx.addIssue({
+        code: 'custom',
+        path: ['S3_BUCKET'],
+        message: 'is required when S3_ENDPOINT is set; without both, the embedded S3 server is used',
+      });
+    }
+    if (env.DATABASE_URL && !/^postgres(ql)?:\/\//.test(env.DATABASE_URL)) {
+      ctx.addIssue({
+        code: 'custom',
+        path: ['DATABASE_URL'],
+        message: 'must be a postgres:// or postgresql:// URL',
+      });
+    }
+  });
+
+export type DeliveryMode = (typeof DELIVERY_MODES)[number];
+
+/** Settings for the S3 bucket, or for the embedded S3 server when no bucket is configured. */
+export interface S3Config {
+  /** True when s3gate starts its own S3-compatible server on loopback. */
+  embedded: boolean;
+  bucket: string;
+  region: string;
+  /** Endpoint the server uses; undefined means AWS's regional endpoint. */
+  endpoint: string | undefined;
+  /** Endpoint that browsers use in signed URLs, when it differs from `endpoint`. */
+  publicEndpoint: string | undefined;
+  forcePathStyle: boolean;
+  keyPrefix: string;
+  connectTimeoutMs: number;
+  requestTimeoutMs: number;
+  maxSockets: number;
+  embeddedPort: number;
+}
+
+export interface Config {
+  production: boolean;
+  host: string;
+  port: number;
+  dataDir: string;
+  logLevel: (typeof LOG_LEVELS)[number];
+  /** Value for Express's `trust proxy` setting; false means the client's own X-Forwarded-* are ignored. */
+  trustProxy: boolean | number | string;
+  deliveryMode: DeliveryMode;
+  s3: S3Config;
+  signedUrl: { windowSeconds: number; minValiditySeconds: number; cacheSize: number };
+  images: { maxBytes: number; cacheMaxAgeSeconds: number };
+  session: { secret: string | undefined; maxAgeSeconds: number };
+  login: { maxFailures: number; failureWindowSeconds: number };
+  admin: { username: string; password: string | undefined };
+  databaseUrl: string | undefined;
+}
+
+/** Thrown when the environment is invalid; the message lists every problem at once. */
+export class ConfigError extends Error {
+  constructor(readonly problems: string[]) {
+    super(`Invalid configuration:\n${problems.map((p) => `  - ${p}`).join('\n')}`);
+    this.name = 'ConfigError';
+  }
+}
+
+const EMBEDDED_BUCKET = 's3gate-images';
+
+/**
+ * Parse Express's `trust proxy` forms: true/false, a hop count, or a list of addresses,
+ * subnets and the names `loopback`, `linklocal` and `uniquelocal`.
+ */
+function parseTrustProxy(value: string | undefined): boolean | number | string {
+  if (value === undefined || value === '' || value === 'false') return false;
+  if (value === 'true') return true;
+  if (/^\d+$/.test(value)) return Number(value);
+  return value;
+}
+
+/**
+ * Read and validate the environment once at start.
+ * Every other module takes its settings from the returned object and never reads process.env.
+ */
+export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
+  // Empty strings count as unset, so `VAR=` in an env file keeps the default.
+  const present = Object.fromEntries(Object.entries(env).filter(([, v]) => v !== ''));
+  const parsed = envSchema.safeParse(present);
+  if (!parsed.success) {
+    const problems = parsed.error.issues.map((issue) => {
+      const name = issue.path.join('.');
+      const value = env[name];
+      const shown = value === undefined || /SECRET|PASSWORD/.test(name) ? '' : ` (got "${value}")`;
+      return `${name}${shown}: ${issue.message}`;
+    });
+    throw new ConfigError(problems);
+  }
+  const e = parsed.data;
+  const embedded = !e.S3_BUCKET;
+
+  return {
+    production: e.NODE_ENV === 'production',
+    host: e.HOST,
+    port: e.PORT,
+    dataDir: path.resolve(e.DATA_DIR),
+    logLevel: e.LOG_LEVEL,
+    trustProxy: parseTrustProxy(e.TRUST_PROXY),
+    deliveryMode: e.DELIVERY_MODE,
+    s3: {
+      embedded,
+      bucket: e.S3_BUCKET ?? EMBEDDED_BUCKET,
+      region: e.S3_REGION,
+      endpoint: e.S3_ENDPOINT,
+      publicEndpoint: e.S3_PUBLIC_ENDPOINT,
+      // Custom endpoints (MinIO, the embedded server) rarely have wildcard DNS for bucket hosts.
+      forcePathStyle: e.S3_FORCE_PATH_STYLE ?? (embedded || e.S3_ENDPOINT !== undefined),
+      keyPrefix: e.S3_KEY_PREFIX,
+      connectTimeoutMs: e.S3_CONNECT_TIMEOUT_MS,
+      requestTimeoutMs: e.S3_REQUEST_TIMEOUT_MS,
+      maxSockets: e.S3_MAX_SOCKETS,
+      embeddedPort: e.EMBEDDED_S3_PORT,
+    },
+    signedUrl: {
+      windowSeconds: e.SIGNED_URL_WINDOW_SECONDS,
+      minValiditySeconds: e.SIGNED_URL_MIN_VALIDITY_SECONDS,
+      cacheSize: e.SIGNED_URL_CACHE_SIZE,
+    },
+    images: { maxBytes: e.IMAGE_MAX_BYTES, cacheMaxAgeSeconds: e.IMAGE_CACHE_MAX_AGE_SECONDS },
+    session: { secret: e.SESSION_SECRET, maxAgeSeconds: e.SESSION_MAX_AGE_SECONDS },
+    login: { maxFailures: e.LOGIN_MAX_FAILURES, failureWindowSeconds: e.LOGIN_FAILURE_WINDOW_SECONDS },
+    admin: { username: e.ADMIN_USERNAME, password: e.ADMIN_PASSWORD },
+    databaseUrl: e.DATABASE_URL,
+  };
+}

@@ -1,0 +1,94 @@
+import session from 'express-session';
+import type { Kysely } from 'kysely';
+import type { Database } from './schema';
+
+type Callback = (error?: unknown) => void;
+
+export interface DatabaseSessionStoreOptions {
+  /** Lifetime of a session without a cookie maxAge, in milliseconds. Default one day. */
+  defaultTtlMs?: number;
+  /** How often expired rows are deleted, in milliseconds; 0 turns pruning off. Default 15 minutes. */
+  pruneIntervalMs?: number;
+  onPruneError?: (error: unknown) => void;
+}
+
+/**
+ * express-session store on the app's own database (SQLite or PostgreSQL through Kysely), so
+ * sessions survive a restart without an extra service. Redis is used instead when configured.
+ */
+export class DatabaseSessionStore extends session.Store {
+  private readonly defaultTtlMs: number;
+  private readonly pruneTimer: NodeJS.Timeout | undefined;
+
+  constructor(
+    private readonly db: Kysely<Database>,
+    options: DatabaseSessionStoreOptions = {},
+  ) {
+    super();
+    this.defaultTtlMs = options.defaultTtlMs ?? 24 * 60 * 60 * 1000;
+    const interval = options.pruneIntervalMs ?? 15 * 60 * 1000;
+    if (interval > 0) {
+      this.pruneTimer = setInterval(() => {
+        this.prune().catch((error: unknown) => options.onPruneError?.(error));
+      }, interval);
+      this.pruneTimer.unref();
+    }
+  }
+
+  private expiry(sess: session.SessionData): number {
+    const expires = sess.cookie.expires;
+    return expires ? new Date(expires).getTime() : Date.now() + this.defaultTtlMs;
+  }
+
+  override get(sid: string, callback: (error: unknown, session?: session.SessionData | null) => void): void {
+    this.db
+      .selectFrom('sessions')
+      .select(['sess', 'expires_at'])
+      .where('sid', '=', sid)
+      .executeTakeFirst()
+      .then((row) => {
+        if (!row || Number(row.expires_at) <= Date.now()) return callback(null, null);
+        callback(null, JSON.parse(row.sess) as session.SessionData);
+      })
+      .catch((error: unknown) => callback(error));
+  }
+
+  override set(sid: string, sess: session.SessionData, callback?: Callback): void {
+    const row = { sid, sess: JSON.stringify(sess), expires_at: this.expiry(sess) };
+    this.db
+      .insertInto('sessions')
+      .values(row)
+      .onConflict((oc) => oc.column('sid').doUpdateSet({ sess: row.sess, expires_at: row.expires_at }))
+      .execute()
+      .then(() => callback?.())
+      .catch((error: unknown) => callback?.(error));
+  }
+
+  override destroy(sid: string, callback?: Callback): void {
+    this.db
+      .deleteFrom('sessions')
+      .where('sid', '=', sid)
+      .execute()
+      .then(() => callback?.())
+      .catch((error: unknown) => callback?.(error));
+  }
+
+  override touch(sid: string, sess: session.SessionData, callback?: Callback): void {
+    this.db
+      .updateTable('sessions')
+      .set({ expires_at: this.expiry(sess) })
+      .where('sid', '=', sid)
+      .execute()
+      .then(() => callback?.())
+      .catch((error: unknown) => callback?.(error));
+  }
+
+  /** Delete expired sessions. */
+  async prune(): Promise<void> {
+    await this.db.deleteFrom('sessions').where('expires_at', '<=', Date.now()).execute();
+  }
+
+  close(): void {
+    if (this.pruneTimer) clearInterval(this.pruneTimer);
+  }
+}

@@ -1,0 +1,207 @@
+import { randomBytes } from 'node:crypto';
+import fs from 'node:fs';
+import type { Server } from 'node:http';
+import type { AddressInfo } from 'node:net';
+import path from 'node:path';
+import type { S3Client } from '@aws-sdk/client-s3';
+import type { Express } from 'express';
+import type session from 'express-session';
+import { UserRepository } from './auth/user-repository';
+import type { Config } from './config';
+import { openDatabase, type DatabaseHandle } from './db/database';
+import { DatabaseSessionStore } from './db/session-store';
+import type { ProxyDelivery } from './images/image-router';
+import type { Logger } from './logger';
+import { startEmbeddedS3, EMBEDDED_S3_CREDENTIALS, type EmbeddedS3 } from './storage/embedded-s3';
+import { createS3Client } from './storage/s3-client';
+import { createUrlSigner, type UrlSigner } from './storage/url-signer';
+import { createApp } from './web/app';
+
+export interface Runtime {
+  app: Express;
+  server: Server;
+  /** Origin the app listens on, such as http://127.0.0.1:3000. */
+  url: string;
+  config: Config;
+  database: DatabaseHandle;
+  s3Client: S3Client;
+  signer: UrlSigner;
+  embeddedS3: EmbeddedS3 | undefined;
+  sessionStore: session.Store;
+  /** Stop accepting connections, then close the database and the embedded S3 server. */
+  close(): Promise<void>;
+}
+
+export interface RuntimeOverrides {
+  /** Proxy delivery to use in proxy mode. */
+  proxy?: (client: S3Client, config: Config, logger: Logger) => ProxyDelivery;
+}
+
+/**
+ * Read the session secret: SESSION_SECRET, else (embedded mode only) a secret generated on the
+ * first start and kept in the data directory, so sessions survive restarts.
+ */
+function resolveSessionSecret(config: Config, logger: Logger): string {
+  if (config.session.secret) return config.session.secret;
+  if (config.databaseUrl) {
+    throw new Error(
+      'SESSION_SECRET is required with DATABASE_URL: every instance must sign cookies with the same ' +
+        'secret. Set it to a random string of at least 32 characters (for example `openssl rand -hex 32`).',
+    );
+  }
+  const file = path.join(config.dataDir, 'session-secret');
+  if (fs.existsSync(file)) return fs.readFileSync(file, 'utf8').trim();
+  fs.mkdirSync(config.dataDir, { recursive: true });
+  const secret = randomBytes(32).toString('hex');
+  fs.writeFileSync(file, secret, { mode: 0o600 });
+  logger.info({ file }, 'generated a session secret for embedded mode');
+  return secret;
+}
+
+/**
+ * Create the first administrator when there is none. The password is ADMIN_PASSWORD, or a
+ * generated one that is shown once on the terminal and kept in a file only the owner can read;
+ * it never goes to the log.
+ */
+async function ensureAdmin(config: Config, users: UserRepository, logger: Logger): Promise<void> {
+  if ((await users.countAdmins()) > 0) return;
+  const generated = config.admin.password === undefined;
+  const password = config.admin.password ?? randomBytes(12).toString('base64url');
+  const admin = await users.create(config.admin.username, password, 'admin');
+  logger.info({ event: 'admin_created', userId: admin.id, username: admin.username }, 'created the first administrator');
+  if (!generated) return;
+
+  const file = path.join(config.dataDir, 'initial-admin-password');
+  fs.mkdirSync(config.dataDir, { recursive: true });
+  fs.writeFileSync(file, `${password}\n`, { mode: 0o600 });
+  process.stderr.write(
+    `\n  First administrator: ${admin.username}\n  Password: ${password}\n` +
+      `  (shown once; also saved in ${file}. Change it, or set ADMIN_PASSWORD before the first start.)\n\n`,
+  );
+}
+
+/**
+ * Start everything the configuration asks for: the embedded S3 server when no bucket is set,
+ * the database with its migrations, the first admin, and the HTTP server.
+ */
+export async function startRuntime(config: Config, logger: Logger, overrides: RuntimeOverrides = {}): Promise<Runtime> {
+  const closers: (() => Promise<void>)[] = [];
+  const closeAll = async () => {
+    for (const close of closers.reverse()) await close();
+  };
+
+  try {
+    let embeddedS3: EmbeddedS3 | undefined;
+    let endpoint = config.s3.endpoint;
+    let publicEndpoint = config.s3.publicEndpoint;
+    if (config.s3.embedded) {
+      embeddedS3 = await startEmbeddedS3({
+        directory: path.join(config.dataDir, 's3'),
+        bucket: config.s3.bucket,
+        port: config.s3.embeddedPort,
+      });
+      closers.push(() => (embeddedS3 as EmbeddedS3).close());
+      endpoint = embeddedS3.endpoint;
+      publicEndpoint = undefined;
+      logger.warn(
+        { s3Endpoint: endpoint, dataDir: config.dataDir },
+        'embedded mode: S3 server and SQLite run inside this process, for trying and developing only; ' +
+          `data lives in ${config.dataDir}`,
+      );
+    }
+
+    const credentials = config.s3.embedded ? EMBEDDED_S3_CREDENTIALS : undefined;
+    const clientOptions = {
+      region: config.s3.region,
+      forcePathStyle: config.s3.forcePathStyle,
+      credentials,
+      connectTimeoutMs: config.s3.connectTimeoutMs,
+      requestTimeoutMs: config.s3.requestTimeoutMs,
+      maxSockets: config.s3.maxSockets,
+    };
+    const s3Client = createS3Client({ ...clientOptions, endpoint });
+    closers.push(() => Promise.resolve(s3Client.destroy()));
+    // The host is part of the signature, so URLs for browsers are signed for the public endpoint.
+    const signingClient = publicEndpoint ? createS3Client({ ...clientOptions, endpoint: publicEndpoint }) : s3Client;
+
+    const signer = createUrlSigner({
+      client: signingClient,
+      bucket: config.s3.bucket,
+      windowSeconds: config.signedUrl.windowSeconds,
+      minValiditySeconds: config.signedUrl.minValiditySeconds,
+      cacheSize: config.signedUrl.cacheSize,
+      onLifetimeClamped: ({ lifetimeSeconds, credentialsExpireAt }) =>
+        logger.warn(
+          { event: 'url_lifetime_clamped', lifetimeSeconds, credentialsExpireAt },
+          'signed URL lifetime shortened to the expiry of the temporary credentials',
+        ),
+    });
+    const imageOrigin = new URL(await signer.sign({ key: `${config.s3.keyPrefix}origin-probe` })).origin;
+
+    const database = await openDatabase({
+      databaseUrl: config.databaseUrl,
+      sqlitePath: path.join(config.dataDir, 's3gate.sqlite'),
+    });
+    closers.push(() => database.close());
+
+    const sessionStore = new DatabaseSessionStore(database.db, {
+      defaultTtlMs: config.session.maxAgeSeconds * 1000,
+      onPruneError: (error) => logger.error({ err: error }, 'could not delete expired sessions'),
+    });
+    closers.push(() => Promise.resolve(sessionStore.close()));
+
+    const sessionSecret = resolveSessionSecret(config, logger);
+    await ensureAdmin(config, new UserRepository(database.db), logger);
+
+    const proxy = config.deliveryMode === 'proxy' ? overrides.proxy?.(s3Client, config, logger) : undefined;
+    if (config.deliveryMode === 'proxy' && !proxy) {
+      throw new Error('DELIVERY_MODE=proxy needs a proxy delivery, and none was provided.');
+    }
+
+    const app = createApp({
+      config,
+      logger,
+      database,
+      s3Client,
+      signer,
+      imageOrigins: [imageOrigin],
+      sessionStore,
+      sessionSecret,
+      ...(proxy ? { proxy } : {}),
+    });
+
+    const server = await new Promise<Server>((resolve, reject) => {
+      const listening = app.listen(config.port, config.host, (error?: Error) => {
+        if (error) reject(error);
+        else resolve(listening);
+      });
+    });
+    closers.push(
+      () =>
+        new Promise<void>((resolve) => {
+          server.close(() => resolve());
+          server.closeIdleConnections();
+        }),
+    );
+    const address = server.address() as AddressInfo;
+    const host = address.family === 'IPv6' ? `[${address.address}]` : address.address;
+    const url = `http://${host}:${address.port}`;
+    logger.info({ url, deliveryMode: config.deliveryMode, database: database.dialect }, 's3gate is listening');
+
+    return {
+      app,
+      server,
+      url,
+      config,
+      database,
+      s3Client,
+      signer,
+      embeddedS3,
+      sessionStore,
+      close: closeAll,
+    };
+  } catch (error) {
+    await closeAll();
+    throw error;
+  }
+}

@@ -1,0 +1,178 @@
+import { randomUUID } from 'node:crypto';
+import path from 'node:path';
+import type { S3Client } from '@aws-sdk/client-s3';
+import { HeadBucketCommand } from '@aws-sdk/client-s3';
+import express, { type Express, type Request } from 'express';
+import { rateLimit, type Store as RateLimitStore } from 'express-rate-limit';
+import session from 'express-session';
+import { pinoHttp } from 'pino-http';
+import { createAuthRoutes } from '../auth/auth-routes';
+import { createPassport } from '../auth/passport-setup';
+import { UserRepository } from '../auth/user-repository';
+import { createUsersRoutes } from '../auth/users-routes';
+import type { Config } from '../config';
+import type { DatabaseHandle } from '../db/database';
+import { errors } from '../errors';
+import { createAdminImageRoutes } from '../images/admin-routes';
+import { canView } from '../images/access-rule';
+import { ImageRepository } from '../images/image-repository';
+import { createImageRouter, type ProxyDelivery } from '../images/image-router';
+import { withoutQuery, type Logger } from '../logger';
+import type { UrlSigner } from '../storage/url-signer';
+import { createErrorHandler } from './error-handler';
+import { createGalleryRoutes } from './gallery-routes';
+import { createHealthRoutes } from './health-routes';
+import { createSecurityHeaders } from './security-headers';
+
+export const SESSION_COOKIE_NAME = 's3gate.sid';
+const VIEWS_DIR = path.join(__dirname, '..', '..', 'views');
+
+/** Everything the app needs from outside; createApp itself opens nothing and starts nothing. */
+export interface AppDependencies {
+  config: Config;
+  logger: Logger;
+  database: DatabaseHandle;
+  /** Client for uploads, deletes, reads and health checks. */
+  s3Client: S3Client;
+  /** Signer for redirect mode, bound to the endpoint browsers reach. */
+  signer: UrlSigner;
+  /** Origins of signed URLs, allowed as image sources in the CSP. */
+  imageOrigins: string[];
+  sessionStore: session.Store;
+  sessionSecret: string;
+  /** Required when config.deliveryMode is "proxy". */
+  proxy?: ProxyDelivery;
+  /** Store for the failed-login limit; default in memory (one process only). */
+  rateLimitStore?: RateLimitStore;
+}
+
+// Accept a caller's request id only when it is short and plain, so it cannot forge log lines.
+function requestId(req: Request): string {
+  const given = req.headers['x-request-id'];
+  return typeof given === 'string' && /^[A-Za-z0-9._-]{1,64}$/.test(given) ? given : randomUUID();
+}
+
+/** Assemble the full s3gate web app from its dependencies. */
+export function createApp(deps: AppDependencies): Express {
+  const { config, logger } = deps;
+  const app = express();
+  app.disable('x-powered-by');
+  app.set('trust proxy', config.trustProxy);
+  app.set('view engine', 'ejs');
+  app.set('views', VIEWS_DIR);
+
+  const images = new ImageRepository(deps.database.db);
+  const users = new UserRepository(deps.database.db);
+  const passport = createPassport(users);
+
+  // Request log: one line per request. Headers are left out: cookies and signed URLs are secrets.
+  app.use(
+    pinoHttp({
+      logger,
+      genReqId: (req, res) => {
+        const id = requestId(req as Request);
+        res.setHeader('X-Request-Id', id);
+        return id;
+      },
+      customLogLevel: (_req, res, error) => (error || res.statusCode >= 500 ? 'error' : 'info'),
+      serializers: {
+        req: (req: { id: string; method: string; url: string; remoteAddress?: string }) => ({
+          id: req.id,
+          method: req.method,
+          url: withoutQuery(req.url),
+          remoteAddress: req.remoteAddress,
+        }),
+        res: (res: { statusCode: number }) => ({ statusCode: res.statusCode }),
+      },
+    }),
+  );
+  app.use(createSecurityHeaders(deps.imageOrigins));
+  app.use('/assets', express.static(path.join(VIEWS_DIR, 'assets'), { maxAge: '1h' }));
+
+  app.use(
+    createHealthRoutes(
+      {
+        database: deps.database.ping,
+        storage: async () => {
+          await deps.s3Client.send(new HeadBucketCommand({ Bucket: config.s3.bucket }));
+        },
+      },
+      logger,
+    ),
+  );
+
+  app.use(
+    session({
+      name: SESSION_COOKIE_NAME,
+      secret: deps.sessionSecret,
+      store: deps.sessionStore,
+      resave: false,
+      saveUninitialized: false,
+      cookie: {
+        httpOnly: true,
+        sameSite: 'lax',
+        // Secure whenever the request arrived over TLS, which behind a proxy needs TRUST_PROXY.
+        secure: 'auto',
+        maxAge: config.session.maxAgeSeconds * 1000,
+      },
+    }),
+  );
+  app.use(passport.initialize());
+  app.use(passport.session());
+  app.use(express.urlencoded({ extended: false, limit: '16kb', parameterLimit: 20 }));
+  app.use((req, res, next) => {
+    res.locals.user = req.user;
+    res.locals.title = 's3gate';
+    next();
+  });
+
+  app.use(
+    createImageRouter({
+      mode: config.deliveryMode,
+      signer: deps.signer,
+      ...(deps.proxy ? { proxy: deps.proxy } : {}),
+      findImage: (id) => images.findById(id),
+      authorize: (req, image) => (req.user ? canView(req.user, image) : false),
+      cacheMaxAgeSeconds: config.images.cacheMaxAgeSeconds,
+    }),
+  );
+
+  const loginLimiter = rateLimit({
+    windowMs: config.login.failureWindowSeconds * 1000,
+    limit: config.login.maxFailures,
+    skipSuccessfulRequests: true,
+    standardHeaders: 'draft-8',
+    legacyHeaders: false,
+    ...(deps.rateLimitStore ? { store: deps.rateLimitStore } : {}),
+    handler: (req, res) => {
+      logger.warn({ event: 'login_rate_limited', ip: req.ip }, 'too many failed logins');
+      res.status(429).render('login', {
+        title: 'Sign in',
+        next: '/',
+        username: '',
+        error: 'Too many failed sign-in attempts. Wait a few minutes and try again.',
+        csrfToken: undefined,
+      });
+    },
+  });
+  app.use(createAuthRoutes({ passport, logger, loginLimiter, cookieName: SESSION_COOKIE_NAME }));
+  app.use(createGalleryRoutes(images));
+  app.use(
+    createAdminImageRoutes({
+      images,
+      client: deps.s3Client,
+      bucket: config.s3.bucket,
+      keyPrefix: config.s3.keyPrefix,
+      maxBytes: config.images.maxBytes,
+      cacheMaxAgeSeconds: config.images.cacheMaxAgeSeconds,
+      logger,
+    }),
+  );
+  app.use(createUsersRoutes(users, logger));
+
+  app.use(() => {
+    throw errors.pageNotFound();
+  });
+  app.use(createErrorHandler(logger));
+  return app;
+}

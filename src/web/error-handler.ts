@@ -1,0 +1,61 @@
+import type { ErrorRequestHandler, Request } from 'express';
+import createError from 'http-errors';
+import { isHttpError, type HttpError } from '../errors';
+import type { Logger } from '../logger';
+
+/** Errors raised by libraries that carry a safe client status: body parsers, CSRF, our catalogue. */
+function toClientError(error: unknown, translate?: (error: unknown) => HttpError | undefined): HttpError {
+  if (isHttpError(error)) return error;
+  const translated = translate?.(error);
+  if (translated) return translated;
+  return createError(500, 'Something went wrong on our side. Try again later.', { code: 'INTERNAL' });
+}
+
+function prefersJson(req: Request): boolean {
+  const accept = req.get('accept') ?? '';
+  return accept.includes('application/json') && !accept.includes('text/html');
+}
+
+/**
+ * The one error handler: it logs server faults with the request id, hides their details behind
+ * a generic message, and answers in the form the client expects. Image routes get a bare status
+ * with a short text, scripts get JSON, and pages get the error page.
+ */
+export function createErrorHandler(
+  logger: Logger,
+  translate?: (error: unknown) => HttpError | undefined,
+): ErrorRequestHandler {
+  return (error: unknown, req, res, next) => {
+    const clientError = toClientError(error, translate);
+    const status = clientError.status;
+
+    if (status >= 500) {
+      logger.error({ err: error, reqId: req.id, status, code: clientError.code as unknown }, 'request failed');
+    }
+
+    // The client is gone or the answer has started: nothing useful can be sent.
+    if (res.headersSent || req.socket.destroyed) {
+      if (!res.headersSent) return;
+      next(error);
+      return;
+    }
+
+    const headers = (clientError.headers ?? {}) as Record<string, string>;
+    for (const [name, value] of Object.entries(headers)) res.setHeader(name, value);
+    // A 5xx with a code from our catalogue has a safe message; any other 5xx gets the generic one.
+    const safe = clientError.expose || typeof clientError.code === 'string';
+    const message = safe ? clientError.message : 'Something went wrong on our side. Try again later.';
+    res.status(status);
+
+    if (req.path.startsWith('/image/')) {
+      res.setHeader('Cache-Control', 'no-store');
+      res.type('text/plain').send(req.method === 'HEAD' ? undefined : `${message}\n`);
+      return;
+    }
+    if (prefersJson(req)) {
+      res.json({ error: { status, code: clientError.code as unknown, message } });
+      return;
+    }
+    res.render('error', { title: `Error ${status}`, status, message });
+  };
+}

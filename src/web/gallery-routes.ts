@@ -1,0 +1,21 @@
+import express, { type Router } from 'express';
+import { requireUser } from '../auth/guards';
+import type { ImageRepository } from '../images/image-repository';
+import { csrfProtection } from './csrf';
+
+/** Create the gallery page: every image the user may see, as <img src="/image/:id">. */
+export function createGalleryRoutes(images: ImageRepository): Router {
+  const router = express.Router();
+
+  router.get('/', requireUser, csrfProtection, async (req, res) => {
+    const list = await images.list();
+    const uploaded = Number(req.query.uploaded);
+    res.render('gallery', {
+      title: 'Gallery',
+      images: list,
+      notice: Number.isInteger(uploaded) && uploaded > 0 ? `Uploaded ${uploaded} image${uploaded === 1 ? '' : 's'}.` : undefined,
+    });
+  });
+
+  return router;
+}
