@@ -4,6 +4,7 @@ import type { Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import path from 'node:path';
 import type { S3Client } from '@aws-sdk/client-s3';
+import type { AwsCredentialIdentity, AwsCredentialIdentityProvider } from '@smithy/types';
 import type { Express } from 'express';
 import type session from 'express-session';
 import { UserRepository } from './auth/user-repository';
@@ -35,6 +36,11 @@ export interface Runtime {
 export interface RuntimeOverrides {
   /** Proxy delivery to use in proxy mode. */
   proxy?: (client: S3Client, config: Config, logger: Logger) => ProxyDelivery;
+  /**
+   * Credentials for an external S3 endpoint. Default: the SDK's provider chain (AWS_* variables,
+   * shared profile, IAM role), which is what production uses.
+   */
+  s3Credentials?: AwsCredentialIdentity | AwsCredentialIdentityProvider;
 }
 
 /**
@@ -110,7 +116,7 @@ export async function startRuntime(config: Config, logger: Logger, overrides: Ru
       );
     }
 
-    const credentials = config.s3.embedded ? EMBEDDED_S3_CREDENTIALS : undefined;
+    const credentials = config.s3.embedded ? EMBEDDED_S3_CREDENTIALS : overrides.s3Credentials;
     const clientOptions = {
       region: config.s3.region,
       forcePathStyle: config.s3.forcePathStyle,
