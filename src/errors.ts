@@ -44,6 +44,33 @@ export const errors = {
     }),
   storageFailed: () =>
     createError(502, 'Image storage returned an error.', { code: 'STORAGE_FAILED', expose: true }),
+  preconditionFailed: () =>
+    createError(412, 'The If-Match or If-Unmodified-Since condition failed.', {
+      code: 'PRECONDITION_FAILED',
+      expose: true,
+    }),
+  // sizeBytes fills `Content-Range: bytes */<size>`, which a 416 should carry (RFC 9110 §15.5.17).
+  rangeNotSatisfiable: (sizeBytes?: number) =>
+    createError(416, 'The requested range is outside the image.', {
+      code: 'RANGE_NOT_SATISFIABLE',
+      expose: true,
+      ...(sizeBytes === undefined ? {} : { headers: { 'Content-Range': `bytes */${sizeBytes}` } }),
+    }),
+  /**
+   * Not a failure: S3 answered 304 to a conditional read, and the SDK throws for that status.
+   * http-errors builds no 3xx errors, so this is a plain Error that `isHttpError` accepts. Should it
+   * reach the error handler, Node still sends a 304 without a body.
+   */
+  notModified: (): HttpError<304> =>
+    Object.assign(new Error('Not modified.'), {
+      status: 304 as const,
+      statusCode: 304 as const,
+      expose: true,
+      code: 'NOT_MODIFIED',
+    }),
+  /** The client closed the connection before the response ended. 499 is nginx's code for it. */
+  clientClosedRequest: () =>
+    createError(499, 'The client closed the request.', { code: 'CLIENT_CLOSED_REQUEST', expose: false }),
   databaseUnavailable: () =>
     createError(503, 'The database is unavailable. Try again shortly.', {
       code: 'DATABASE_UNAVAILABLE',

@@ -46,7 +46,7 @@ export function createAdminImageRoutes(options: AdminImageRoutesOptions): Router
     onCleanupError: (error, key) => logger.error({ err: error, key }, 'could not delete object after a failed upload'),
   });
 
-  router.post('/admin/images', requireAdmin, upload, (req, res) => {
+  const respond: express.RequestHandler = (req, res) => {
     const uploaded = res.locals.uploadedImages as UploadedImages;
     for (const image of uploaded) {
       logger.info(
@@ -59,7 +59,7 @@ export function createAdminImageRoutes(options: AdminImageRoutesOptions): Router
       return;
     }
     res.redirect(303, `/?uploaded=${uploaded.length}`);
-  });
+  };
 
   // Upload errors go back to the upload page (or to the script) with the message and status.
   const uploadErrors: ErrorRequestHandler = (error: unknown, req, res, next) => {
@@ -71,7 +71,7 @@ export function createAdminImageRoutes(options: AdminImageRoutesOptions): Router
     issueCsrfToken(req, res);
     res.status(error.status).render('upload', { ...pageLocals, error: error.message, uploaded: [] });
   };
-  router.post('/admin/images', uploadErrors);
+  router.post('/admin/images', requireAdmin, upload, respond, uploadErrors);
 
   router.post('/admin/images/:id/delete', requireAdmin, csrfProtection, async (req, res) => {
     const id = req.params.id;

@@ -180,6 +180,10 @@ export function createUploadHandler(options: UploadHandlerOptions): RequestHandl
   }
 
   return (req: Request, res: Response, next: NextFunction) => {
+    if (!req.is('multipart/form-data')) {
+      next(errors.badUpload('expected a multipart/form-data body.'));
+      return;
+    }
     let busboy: Busboy.Busboy;
     try {
       busboy = Busboy({

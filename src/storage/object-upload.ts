@@ -24,8 +24,12 @@ export interface StoredObject {
  */
 export async function putObjectStream(client: S3Client, input: PutObjectStreamInput): Promise<StoredObject> {
   let sizeBytes = 0;
+  let bodyError: unknown;
   input.body.on('data', (chunk: Buffer) => {
     sizeBytes += chunk.length;
+  });
+  input.body.on('error', (error) => {
+    bodyError ??= error;
   });
 
   const upload = new Upload({
@@ -49,7 +53,9 @@ export async function putObjectStream(client: S3Client, input: PutObjectStreamIn
     return { etag: result.ETag ?? null, sizeBytes };
   } catch (error) {
     await deleteObjectQuietly(client, input.bucket, input.key);
-    throw error;
+    // When the body failed (size limit, client gone), lib-storage may report the follow-up
+    // AbortMultipartUpload failure instead; the body's error is the one that explains the upload.
+    throw bodyError ?? error;
   }
 }
 

@@ -1,7 +1,6 @@
 import { randomUUID } from 'node:crypto';
 import path from 'node:path';
 import type { S3Client } from '@aws-sdk/client-s3';
-import { HeadBucketCommand } from '@aws-sdk/client-s3';
 import express, { type Express, type Request } from 'express';
 import { rateLimit, type Store as RateLimitStore } from 'express-rate-limit';
 import session from 'express-session';
@@ -18,6 +17,7 @@ import { canView } from '../images/access-rule';
 import { ImageRepository } from '../images/image-repository';
 import { createImageRouter, type ProxyDelivery } from '../images/image-router';
 import { withoutQuery, type Logger } from '../logger';
+import { checkStorage } from '../storage/storage-check';
 import type { UrlSigner } from '../storage/url-signer';
 import { createErrorHandler } from './error-handler';
 import { createGalleryRoutes } from './gallery-routes';
@@ -93,9 +93,7 @@ export function createApp(deps: AppDependencies): Express {
     createHealthRoutes(
       {
         database: deps.database.ping,
-        storage: async () => {
-          await deps.s3Client.send(new HeadBucketCommand({ Bucket: config.s3.bucket }));
-        },
+        storage: () => checkStorage(deps.s3Client, config.s3.bucket, `${config.s3.keyPrefix}.readiness-probe`),
       },
       logger,
     ),

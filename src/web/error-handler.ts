@@ -2,6 +2,7 @@ import type { ErrorRequestHandler, Request } from 'express';
 import createError from 'http-errors';
 import { isHttpError, type HttpError } from '../errors';
 import type { Logger } from '../logger';
+import { issueCsrfToken } from './csrf';
 
 /** Errors raised by libraries that carry a safe client status: body parsers, CSRF, our catalogue. */
 function toClientError(error: unknown, translate?: (error: unknown) => HttpError | undefined): HttpError {
@@ -56,6 +57,8 @@ export function createErrorHandler(
       res.json({ error: { status, code: clientError.code as unknown, message } });
       return;
     }
+    // The page header has a sign-out form, which needs the session's CSRF token.
+    if (typeof req.isAuthenticated === "function" && req.isAuthenticated()) issueCsrfToken(req, res);
     res.render('error', { title: `Error ${status}`, status, message });
   };
 }

@@ -1,0 +1,212 @@
+import fs from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
+import { chromium, type BrowserContext, type CDPSession, type Page } from 'playwright-core';
+import type { Protocol } from 'playwright-core/types/protocol';
+
+/** Debian's Chromium; `npx playwright install` cannot download browsers on these machines. */
+export const CHROMIUM_PATH = '/usr/bin/chromium';
+
+/**
+ * Flags for headless Chromium without a sandbox or GPU. The last four keep it from contacting
+ * Google's update, sync and field-trial servers, so every request it makes goes to the test stack.
+ */
+export const CHROMIUM_ARGS = [
+  '--no-sandbox',
+  '--disable-gpu',
+  '--disable-quic',
+  '--no-first-run',
+  '--disable-background-networking',
+  '--disable-component-update',
+  '--disable-sync',
+];
+
+const LAUNCH_TIMEOUT_MS = 30_000;
+
+export function isChromiumInstalled(): boolean {
+  try {
+    fs.accessSync(CHROMIUM_PATH, fs.constants.X_OK);
+    return true;
+  } catch {
+    return false;
+  }
+}
+
+/** Whether the tests run in CI, where a missing browser must fail the run instead of skipping. */
+export function isCi(): boolean {
+  const value = process.env.CI;
+  return value !== undefined && value !== '' && value !== '0' && value !== 'false';
+}
+
+export interface BrowserSession {
+  context: BrowserContext;
+  page: Page;
+  /** Close the browser and delete its profile folder. */
+  close(): Promise<void>;
+}
+
+/**
+ * Launch headless Chromium with a new profile in a temp folder and open one page.
+ *
+ * A persistent context is a normal profile with an HTTP cache on disk, which is what a user has.
+ * `browser.newContext()` would give an incognito-like context whose HTTP cache lives in memory.
+ */
+export async function launchChromium(viewport = { width: 1280, height: 1600 }): Promise<BrowserSession> {
+  if (!isChromiumInstalled()) {
+    throw new Error(`Chromium not found at ${CHROMIUM_PATH}; install it with \`apt-get install -y chromium\`.`);
+  }
+  const userDataDir = fs.mkdtempSync(path.join(os.tmpdir(), 's3gate-chromium-'));
+  try {
+    const context = await chromium.launchPersistentContext(userDataDir, {
+      executablePath: CHROMIUM_PATH,
+      args: CHROMIUM_ARGS,
+      headless: true,
+      viewport,
+      timeout: LAUNCH_TIMEOUT_MS,
+    });
+    const page = context.pages()[0] ?? (await context.newPage());
+    return {
+      context,
+      page,
+      close: async () => {
+        await context.close();
+        fs.rmSync(userDataDir, { recursive: true, force: true });
+      },
+    };
+  } catch (error) {
+    fs.rmSync(userDataDir, { recursive: true, force: true });
+    throw error;
+  }
+}
+
+/**
+ * One hop of a request as DevTools reports it. A request that is redirected keeps its request id
+ * across hops, so a 302 and the request it leads to are two exchanges with the same `requestId`.
+ */
+export interface Exchange {
+  requestId: string;
+  url: string;
+  /** CDP resource type, such as "Image" or "Document". */
+  resourceType: string | undefined;
+  status: number | undefined;
+  /** Response headers with lower-case names. */
+  headers: Record<string, string>;
+  /** `Response.fromDiskCache`: the HTTP cache answered, on disk or in memory for incognito. */
+  fromDiskCache: boolean;
+  /** `Network.requestServedFromCache`: the renderer's memory cache answered. */
+  servedFromCache: boolean;
+  /**
+   * Bytes received from the network for this hop, headers included: `encodedDataLength` of the
+   * redirect response for a redirect hop, of `Network.loadingFinished` for the last hop.
+   */
+  encodedDataLength: number | undefined;
+  /** Location that a redirect hop led to. */
+  redirectedTo: string | undefined;
+  /** Set once the hop has ended: redirected, finished or failed. */
+  done: boolean;
+  /** `errorText` of `Network.loadingFailed`. */
+  failure: string | undefined;
+}
+
+function lowerCaseHeaders(headers: Protocol.Network.Headers): Record<string, string> {
+  const result: Record<string, string> = {};
+  for (const [name, value] of Object.entries(headers)) result[name.toLowerCase()] = String(value);
+  return result;
+}
+
+/**
+ * Records the Network domain events of one page through its own CDP session, independent of
+ * Playwright's session, and folds them into exchanges.
+ */
+export class NetworkRecorder {
+  readonly exchanges: Exchange[] = [];
+  private readonly lastHop = new Map<string, Exchange>();
+
+  private constructor(private readonly session: CDPSession) {
+    session.on('Network.requestWillBeSent', (event) => this.onRequestWillBeSent(event));
+    session.on('Network.requestServedFromCache', (event) => {
+      const exchange = this.lastHop.get(event.requestId);
+      if (exchange) exchange.servedFromCache = true;
+    });
+    session.on('Network.responseReceived', (event) => {
+      const exchange = this.lastHop.get(event.requestId);
+      if (!exchange) return;
+      exchange.resourceType = event.type;
+      exchange.status = event.response.status;
+      exchange.headers = lowerCaseHeaders(event.response.headers);
+      exchange.fromDiskCache = event.response.fromDiskCache === true;
+    });
+    session.on('Network.loadingFinished', (event) => {
+      const exchange = this.lastHop.get(event.requestId);
+      if (!exchange) return;
+      exchange.encodedDataLength = event.encodedDataLength;
+      exchange.done = true;
+    });
+    session.on('Network.loadingFailed', (event) => {
+      const exchange = this.lastHop.get(event.requestId);
+      if (!exchange) return;
+      exchange.failure = event.errorText;
+      exchange.done = true;
+    });
+  }
+
+  /** Attach a new CDP session to `page` and start recording. */
+  static async attach(context: BrowserContext, page: Page): Promise<NetworkRecorder> {
+    const session = await context.newCDPSession(page);
+    const recorder = new NetworkRecorder(session);
+    await session.send('Network.enable');
+    return recorder;
+  }
+
+  private onRequestWillBeSent(event: Protocol.Network.requestWillBeSentPayload): void {
+    // A redirect arrives as the next hop's requestWillBeSent, carrying the previous hop's response.
+    const previous = this.lastHop.get(event.requestId);
+    if (previous && event.redirectResponse) {
+      previous.status = event.redirectResponse.status;
+      previous.headers = lowerCaseHeaders(event.redirectResponse.headers);
+      previous.fromDiskCache = event.redirectResponse.fromDiskCache === true;
+      previous.encodedDataLength = event.redirectResponse.encodedDataLength;
+      previous.redirectedTo = event.request.url;
+      previous.done = true;
+    }
+
+    const exchange: Exchange = {
+      requestId: event.requestId,
+      url: event.request.url,
+      resourceType: event.type,
+      status: undefined,
+      headers: {},
+      fromDiskCache: false,
+      servedFromCache: false,
+      encodedDataLength: undefined,
+      redirectedTo: undefined,
+      done: false,
+      failure: undefined,
+    };
+    this.exchanges.push(exchange);
+    this.lastHop.set(event.requestId, exchange);
+  }
+
+  /** Forget everything recorded so far, so the next page view starts from an empty list. */
+  clear(): void {
+    this.exchanges.length = 0;
+    this.lastHop.clear();
+  }
+
+  /** Wait until every recorded exchange has ended; throws with the open URLs after `timeoutMs`. */
+  async settle(timeoutMs = 10_000): Promise<void> {
+    const deadline = Date.now() + timeoutMs;
+    for (;;) {
+      const open = this.exchanges.filter((exchange) => !exchange.done);
+      if (open.length === 0) return;
+      if (Date.now() > deadline) {
+        throw new Error(`network requests still open after ${timeoutMs} ms: ${open.map((e) => e.url).join(', ')}`);
+      }
+      await new Promise((resolve) => setTimeout(resolve, 50));
+    }
+  }
+
+  async detach(): Promise<void> {
+    await this.session.detach();
+  }
+}

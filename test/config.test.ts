@@ -1,0 +1,116 @@
+import { ConfigError, loadConfig, MAX_URL_LIFETIME_SECONDS } from '../src/config';
+import { createUrlSigner } from '../src/storage/url-signer';
+import { createS3Client } from '../src/storage/s3-client';
+
+function problemsFor(env: Record<string, string>): string[] {
+  try {
+    loadConfig(env);
+  } catch (error) {
+    if (error instanceof ConfigError) return error.problems;
+    throw error;
+  }
+  return [];
+}
+
+describe('loadConfig', () => {
+  it('starts in embedded mode with no variables', () => {
+    const config = loadConfig({});
+
+    expect(config.s3.embedded).toBe(true);
+    expect(config.s3.bucket).toBe('s3gate-images');
+    expect(config.deliveryMode).toBe('redirect');
+    expect(config.signedUrl).toEqual({ windowSeconds: 3600, minValiditySeconds: 600, cacheSize: 10000 });
+    expect(config.trustProxy).toBe(false);
+  });
+
+  it('treats empty values as unset', () => {
+    expect(loadConfig({ PORT: '', S3_BUCKET: '' }).port).toBe(3000);
+  });
+
+  it('uses an external bucket when S3_BUCKET is set', () => {
+    const config = loadConfig({ S3_BUCKET: 'photos', S3_REGION: 'eu-west-1' });
+
+    expect(config.s3.embedded).toBe(false);
+    expect(config.s3.forcePathStyle).toBe(false);
+    expect(config.s3.region).toBe('eu-west-1');
+  });
+
+  it.each([
+    ['false', false],
+    ['true', true],
+    ['1', 1],
+    ['loopback', 'loopback'],
+    ['10.0.0.0/8, 127.0.0.1', '10.0.0.0/8, 127.0.0.1'],
+  ])('reads TRUST_PROXY=%s', (value, expected) => {
+    expect(loadConfig({ TRUST_PROXY: value }).trustProxy).toEqual(expected);
+  });
+});
+
+describe('C03 signed URL lifetime over 7 days', () => {
+  it('fails start-up naming the variable and the SigV4 limit', () => {
+    const problems = problemsFor({ SIGNED_URL_WINDOW_SECONDS: String(8 * 24 * 3600), SIGNED_URL_MIN_VALIDITY_SECONDS: '0' });
+
+    expect(problems).toHaveLength(1);
+    expect(problems[0]).toContain('SIGNED_URL_WINDOW_SECONDS');
+    expect(problems[0]).toContain('7 days');
+    expect(problems[0]).toContain(String(MAX_URL_LIFETIME_SECONDS));
+  });
+
+  it('counts the minimum validity in the lifetime', () => {
+    const problems = problemsFor({
+      SIGNED_URL_WINDOW_SECONDS: String(MAX_URL_LIFETIME_SECONDS),
+      SIGNED_URL_MIN_VALIDITY_SECONDS: '1',
+    });
+
+    expect(problems[0]).toContain('SIGNED_URL_WINDOW_SECONDS + SIGNED_URL_MIN_VALIDITY_SECONDS');
+  });
+
+  it('accepts exactly 7 days', () => {
+    const config = loadConfig({ SIGNED_URL_WINDOW_SECONDS: String(MAX_URL_LIFETIME_SECONDS - 600) });
+
+    expect(config.signedUrl.windowSeconds + config.signedUrl.minValiditySeconds).toBe(MAX_URL_LIFETIME_SECONDS);
+  });
+
+  it('makes createUrlSigner throw, for apps that skip loadConfig', () => {
+    const client = createS3Client({ region: 'us-east-1', credentials: { accessKeyId: 'a', secretAccessKey: 'b' } });
+
+    expect(() =>
+      createUrlSigner({ client, bucket: 'b', windowSeconds: 8 * 24 * 3600, minValiditySeconds: 0 }),
+    ).toThrow(/over the SigV4 limit of 604800 s/);
+  });
+});
+
+describe('invalid configuration', () => {
+  const cases: [string, Record<string, string>, RegExp][] = [
+    ['PORT', { PORT: 'eighty' }, /^PORT \(got "eighty"\)/],
+    ['PORT', { PORT: '70000' }, /^PORT \(got "70000"\)/],
+    ['DELIVERY_MODE', { DELIVERY_MODE: 'stream' }, /^DELIVERY_MODE \(got "stream"\)/],
+    ['SIGNED_URL_WINDOW_SECONDS', { SIGNED_URL_WINDOW_SECONDS: '0' }, /^SIGNED_URL_WINDOW_SECONDS/],
+    ['IMAGE_MAX_BYTES', { IMAGE_MAX_BYTES: '-5' }, /^IMAGE_MAX_BYTES/],
+    ['S3_ENDPOINT', { S3_ENDPOINT: 'not a url', S3_BUCKET: 'b-b-b' }, /^S3_ENDPOINT/],
+    ['S3_BUCKET', { S3_ENDPOINT: 'http://127.0.0.1:9000' }, /^S3_BUCKET: is required when S3_ENDPOINT is set/],
+    ['S3_KEY_PREFIX', { S3_KEY_PREFIX: '../up' }, /^S3_KEY_PREFIX/],
+    ['DATABASE_URL', { DATABASE_URL: 'mysql://x' }, /^DATABASE_URL/],
+    ['LOG_LEVEL', { LOG_LEVEL: 'loud' }, /^LOG_LEVEL/],
+  ];
+
+  it.each(cases)('reports %s', (_name, env, pattern) => {
+    const problems = problemsFor(env);
+
+    expect(problems.some((p) => pattern.test(p))).toBe(true);
+  });
+
+  it('reports every problem at once', () => {
+    const problems = problemsFor({ PORT: 'x', DELIVERY_MODE: 'y', IMAGE_MAX_BYTES: 'z' });
+
+    expect(problems).toHaveLength(3);
+  });
+
+  it('never prints a secret value', () => {
+    const problems = problemsFor({ SESSION_SECRET: 'short-secret', ADMIN_PASSWORD: 'pw' });
+
+    expect(problems.join('\n')).not.toContain('short-secret');
+    expect(problems.join('\n')).not.toContain('"pw"');
+    expect(problems).toHaveLength(2);
+  });
+});
