@@ -7,7 +7,9 @@ export const MAX_URL_LIFETIME_SECONDS = 7 * 24 * 60 * 60;
 const DELIVERY_MODES = ['redirect', 'proxy'] as const;
 const LOG_LEVELS = ['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'] as const;
 
-const booleanString = z.enum(['true', 'false', '1', '0']).transform((v) => v === 'true' || v === '1');
+const booleanString = z
+  .enum(['true', 'false', '1', '0'])
+  .transform((v) => v === 'true' || v === '1');
 const positiveInt = z.coerce.number().int().positive();
 const nonNegativeInt = z.coerce.number().int().nonnegative();
 const port = z.coerce.number().int().min(0).max(65535);
@@ -80,7 +82,8 @@ const envSchema = z
       ctx.addIssue({
         code: 'custom',
         path: ['S3_BUCKET'],
-        message: 'is required when S3_ENDPOINT is set; without both, the embedded S3 server is used',
+        message:
+          'is required when S3_ENDPOINT is set; without both, the embedded S3 server is used',
       });
     }
     if (env.DATABASE_URL && !/^postgres(ql)?:\/\//.test(env.DATABASE_URL)) {
@@ -200,7 +203,10 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
     },
     images: { maxBytes: e.IMAGE_MAX_BYTES, cacheMaxAgeSeconds: e.IMAGE_CACHE_MAX_AGE_SECONDS },
     session: { secret: e.SESSION_SECRET, maxAgeSeconds: e.SESSION_MAX_AGE_SECONDS },
-    login: { maxFailures: e.LOGIN_MAX_FAILURES, failureWindowSeconds: e.LOGIN_FAILURE_WINDOW_SECONDS },
+    login: {
+      maxFailures: e.LOGIN_MAX_FAILURES,
+      failureWindowSeconds: e.LOGIN_FAILURE_WINDOW_SECONDS,
+    },
     admin: { username: e.ADMIN_USERNAME, password: e.ADMIN_PASSWORD },
     databaseUrl: e.DATABASE_URL,
   };

@@ -9,9 +9,15 @@ export const errors = {
     createError(404, 'Image not found.', { code: 'IMAGE_NOT_FOUND', expose: true }),
   pageNotFound: () => createError(404, 'Page not found.', { code: 'PAGE_NOT_FOUND', expose: true }),
   loginRequired: () =>
-    createError(401, 'You are not signed in. Sign in and try again.', { code: 'LOGIN_REQUIRED', expose: true }),
+    createError(401, 'You are not signed in. Sign in and try again.', {
+      code: 'LOGIN_REQUIRED',
+      expose: true,
+    }),
   adminRequired: () =>
-    createError(403, 'This page is for administrators only.', { code: 'ADMIN_REQUIRED', expose: true }),
+    createError(403, 'This page is for administrators only.', {
+      code: 'ADMIN_REQUIRED',
+      expose: true,
+    }),
   csrfInvalid: () =>
     createError(403, 'The form expired or came from another site. Reload the page and try again.', {
       code: 'CSRF_INVALID',
@@ -23,13 +29,15 @@ export const errors = {
       expose: true,
     }),
   unsupportedImageType: (accepted: readonly string[]) =>
-    createError(
-      415,
-      `The file is not a supported image. Accepted types: ${accepted.join(', ')}.`,
-      { code: 'UNSUPPORTED_IMAGE_TYPE', expose: true },
-    ),
+    createError(415, `The file is not a supported image. Accepted types: ${accepted.join(', ')}.`, {
+      code: 'UNSUPPORTED_IMAGE_TYPE',
+      expose: true,
+    }),
   badUpload: (detail: string) =>
-    createError(400, `The upload could not be read: ${detail}`, { code: 'BAD_UPLOAD', expose: true }),
+    createError(400, `The upload could not be read: ${detail}`, {
+      code: 'BAD_UPLOAD',
+      expose: true,
+    }),
   badRequest: (detail: string) => createError(400, detail, { code: 'BAD_REQUEST', expose: true }),
   storageUnavailable: () =>
     createError(503, 'Image storage is unavailable. Try again shortly.', {
@@ -70,7 +78,10 @@ export const errors = {
     }),
   /** The client closed the connection before the response ended. 499 is nginx's code for it. */
   clientClosedRequest: () =>
-    createError(499, 'The client closed the request.', { code: 'CLIENT_CLOSED_REQUEST', expose: false }),
+    createError(499, 'The client closed the request.', {
+      code: 'CLIENT_CLOSED_REQUEST',
+      expose: false,
+    }),
   databaseUnavailable: () =>
     createError(503, 'The database is unavailable. Try again shortly.', {
       code: 'DATABASE_UNAVAILABLE',
@@ -86,7 +97,8 @@ export function isHttpError(error: unknown): error is HttpError {
 }
 
 export function formatBytes(bytes: number): string {
-  if (bytes >= 1024 * 1024) return `${(bytes / (1024 * 1024)).toFixed(bytes % (1024 * 1024) ? 1 : 0)} MiB`;
+  if (bytes >= 1024 * 1024)
+    return `${(bytes / (1024 * 1024)).toFixed(bytes % (1024 * 1024) ? 1 : 0)} MiB`;
   if (bytes >= 1024) return `${(bytes / 1024).toFixed(bytes % 1024 ? 1 : 0)} KiB`;
   return `${bytes} bytes`;
 }

@@ -20,10 +20,7 @@ export const REDACTED_PATHS = [
   '*.sessionToken',
 ];
 
-export function createLogger(
-  level: string,
-  destination?: pino.DestinationStream,
-): Logger {
+export function createLogger(level: string, destination?: pino.DestinationStream): Logger {
   const options: pino.LoggerOptions = {
     level,
     base: { service: 's3gate' },

@@ -74,7 +74,10 @@ async function ensureAdmin(config: Config, users: UserRepository, logger: Logger
   const generated = config.admin.password === undefined;
   const password = config.admin.password ?? randomBytes(12).toString('base64url');
   const admin = await users.create(config.admin.username, password, 'admin');
-  logger.info({ event: 'admin_created', userId: admin.id, username: admin.username }, 'created the first administrator');
+  logger.info(
+    { event: 'admin_created', userId: admin.id, username: admin.username },
+    'created the first administrator',
+  );
   if (!generated) return;
 
   const file = path.join(config.dataDir, 'initial-admin-password');
@@ -90,7 +93,11 @@ async function ensureAdmin(config: Config, users: UserRepository, logger: Logger
  * Start everything the configuration asks for: the embedded S3 server when no bucket is set,
  * the database with its migrations, the first admin, and the HTTP server.
  */
-export async function startRuntime(config: Config, logger: Logger, overrides: RuntimeOverrides = {}): Promise<Runtime> {
+export async function startRuntime(
+  config: Config,
+  logger: Logger,
+  overrides: RuntimeOverrides = {},
+): Promise<Runtime> {
   const closers: (() => Promise<void>)[] = [];
   const closeAll = async () => {
     for (const close of closers.reverse()) await close();
@@ -126,9 +133,14 @@ export async function startRuntime(config: Config, logger: Logger, overrides: Ru
       maxSockets: config.s3.maxSockets,
     };
     const s3Client = createS3Client({ ...clientOptions, endpoint });
-    closers.push(() => Promise.resolve(s3Client.destroy()));
+    closers.push(() => {
+      s3Client.destroy();
+      return Promise.resolve();
+    });
     // The host is part of the signature, so URLs for browsers are signed for the public endpoint.
-    const signingClient = publicEndpoint ? createS3Client({ ...clientOptions, endpoint: publicEndpoint }) : s3Client;
+    const signingClient = publicEndpoint
+      ? createS3Client({ ...clientOptions, endpoint: publicEndpoint })
+      : s3Client;
 
     const signer = createUrlSigner({
       client: signingClient,
@@ -142,7 +154,8 @@ export async function startRuntime(config: Config, logger: Logger, overrides: Ru
           'signed URL lifetime shortened to the expiry of the temporary credentials',
         ),
     });
-    const imageOrigin = new URL(await signer.sign({ key: `${config.s3.keyPrefix}origin-probe` })).origin;
+    const imageOrigin = new URL(await signer.sign({ key: `${config.s3.keyPrefix}origin-probe` }))
+      .origin;
 
     const database = await openDatabase({
       databaseUrl: config.databaseUrl,
@@ -154,12 +167,16 @@ export async function startRuntime(config: Config, logger: Logger, overrides: Ru
       defaultTtlMs: config.session.maxAgeSeconds * 1000,
       onPruneError: (error) => logger.error({ err: error }, 'could not delete expired sessions'),
     });
-    closers.push(() => Promise.resolve(sessionStore.close()));
+    closers.push(() => {
+      sessionStore.close();
+      return Promise.resolve();
+    });
 
     const sessionSecret = resolveSessionSecret(config, logger);
     await ensureAdmin(config, new UserRepository(database.db), logger);
 
-    const proxy = config.deliveryMode === 'proxy' ? overrides.proxy?.(s3Client, config, logger) : undefined;
+    const proxy =
+      config.deliveryMode === 'proxy' ? overrides.proxy?.(s3Client, config, logger) : undefined;
     if (config.deliveryMode === 'proxy' && !proxy) {
       throw new Error('DELIVERY_MODE=proxy needs a proxy delivery, and none was provided.');
     }
@@ -192,7 +209,10 @@ export async function startRuntime(config: Config, logger: Logger, overrides: Ru
     const address = server.address() as AddressInfo;
     const host = address.family === 'IPv6' ? `[${address.address}]` : address.address;
     const url = `http://${host}:${address.port}`;
-    logger.info({ url, deliveryMode: config.deliveryMode, database: database.dialect }, 's3gate is listening');
+    logger.info(
+      { url, deliveryMode: config.deliveryMode, database: database.dialect },
+      's3gate is listening',
+    );
 
     return {
       app,

@@ -15,7 +15,9 @@ async function main(): Promise<void> {
     config = loadConfig();
   } catch (error) {
     if (error instanceof ConfigError) {
-      process.stderr.write(`${error.message}\nFix these variables and start again; the README lists them all.\n`);
+      process.stderr.write(
+        `${error.message}\nFix these variables and start again; the README lists them all.\n`,
+      );
       process.exit(1);
     }
     throw error;
@@ -29,7 +31,10 @@ async function main(): Promise<void> {
     stopping = true;
     logger.info({ signal }, 'shutting down');
     const deadline = setTimeout(() => {
-      logger.error({ deadlineMs: SHUTDOWN_DEADLINE_MS }, 'shutdown deadline passed; exiting with requests still open');
+      logger.error(
+        { deadlineMs: SHUTDOWN_DEADLINE_MS },
+        'shutdown deadline passed; exiting with requests still open',
+      );
       process.exit(1);
     }, SHUTDOWN_DEADLINE_MS);
     deadline.unref();
@@ -49,6 +54,8 @@ async function main(): Promise<void> {
 }
 
 main().catch((error: unknown) => {
-  process.stderr.write(`s3gate failed to start: ${error instanceof Error ? error.message : String(error)}\n`);
+  process.stderr.write(
+    `s3gate failed to start: ${error instanceof Error ? error.message : String(error)}\n`,
+  );
   process.exit(1);
 });

@@ -36,7 +36,12 @@ describe('POST /login', () => {
     const response = await agent
       .post('/login')
       .type('form')
-      .send({ _csrf: csrfFrom(page.text), username: 'admin', password: ADMIN_PASSWORD, next: '/admin/users' });
+      .send({
+        _csrf: csrfFrom(page.text),
+        username: 'admin',
+        password: ADMIN_PASSWORD,
+        next: '/admin/users',
+      });
 
     expect(response.status).toBe(303);
     expect(response.headers.location).toBe('/admin/users');
@@ -57,7 +62,10 @@ describe('POST /login', () => {
   it('answers 403 without a CSRF token', async () => {
     const agent = request.agent(stack.url);
     await agent.get('/login');
-    const response = await agent.post('/login').type('form').send({ username: 'admin', password: ADMIN_PASSWORD });
+    const response = await agent
+      .post('/login')
+      .type('form')
+      .send({ username: 'admin', password: ADMIN_PASSWORD });
 
     expect(response.status).toBe(403);
     expect(response.headers['set-cookie']).toBeUndefined();
@@ -66,7 +74,10 @@ describe('POST /login', () => {
   it('answers 400 for missing fields', async () => {
     const agent = request.agent(stack.url);
     const page = await agent.get('/login');
-    const response = await agent.post('/login').type('form').send({ _csrf: csrfFrom(page.text), username: 'admin' });
+    const response = await agent
+      .post('/login')
+      .type('form')
+      .send({ _csrf: csrfFrom(page.text), username: 'admin' });
 
     expect(response.status).toBe(400);
     expect(response.text).toContain('Enter a username and a password.');
@@ -79,14 +90,23 @@ describe('C15 logout', () => {
     const { id } = await uploadFixture(agent);
     const cookie = (await agent.get('/').redirects(0)).request.cookies;
     const gallery = await agent.get('/');
-    const logout = await agent.post('/logout').type('form').send({ _csrf: csrfFrom(gallery.text) });
+    const logout = await agent
+      .post('/logout')
+      .type('form')
+      .send({ _csrf: csrfFrom(gallery.text) });
 
     expect(logout.status).toBe(303);
     expect(logout.headers.location).toBe('/login');
-    const oldCookie = await request(stack.url).get(`/image/${id}`).set('Cookie', cookie).set('Accept', 'image/*');
+    const oldCookie = await request(stack.url)
+      .get(`/image/${id}`)
+      .set('Cookie', cookie)
+      .set('Accept', 'image/*');
     expect(oldCookie.status).toBe(401);
     expect(oldCookie.headers.location).toBeUndefined();
-    const navigation = await request(stack.url).get(`/image/${id}`).set('Cookie', cookie).set('Accept', 'text/html');
+    const navigation = await request(stack.url)
+      .get(`/image/${id}`)
+      .set('Cookie', cookie)
+      .set('Accept', 'text/html');
     expect(navigation.status).toBe(303);
     expect(navigation.headers.location).toMatch(/^\/login\?next=/);
   });
@@ -95,7 +115,10 @@ describe('C15 logout', () => {
     const agent = await loggedInAgent(stack.url);
     const before = await stack.runtime.database.db.selectFrom('sessions').select('sid').execute();
     const gallery = await agent.get('/');
-    await agent.post('/logout').type('form').send({ _csrf: csrfFrom(gallery.text) });
+    await agent
+      .post('/logout')
+      .type('form')
+      .send({ _csrf: csrfFrom(gallery.text) });
     const after = await stack.runtime.database.db.selectFrom('sessions').select('sid').execute();
 
     expect(after.length).toBe(before.length - 1);
@@ -121,7 +144,10 @@ describe('C16 session fixation', () => {
     const withOld = await request(stack.url).get('/').set('Cookie', before).redirects(0);
     expect(withOld.status).toBe(303);
     expect(withOld.headers.location).toMatch(/^\/login/);
-    const withNew = await request(stack.url).get('/').set('Cookie', after ?? '').redirects(0);
+    const withNew = await request(stack.url)
+      .get('/')
+      .set('Cookie', after ?? '')
+      .redirects(0);
     expect(withNew.status).toBe(200);
   });
 });
@@ -155,7 +181,12 @@ describe('C17 open redirects in next', () => {
     const response = await agent
       .post('/login')
       .type('form')
-      .send({ _csrf: csrfFrom(page.text), username: 'admin', password: ADMIN_PASSWORD, next: '/gallery' });
+      .send({
+        _csrf: csrfFrom(page.text),
+        username: 'admin',
+        password: ADMIN_PASSWORD,
+        next: '/gallery',
+      });
 
     expect(response.status).toBe(303);
     expect(response.headers.location).toBe('/gallery');
@@ -194,7 +225,10 @@ describe('roles', () => {
     const { id } = await uploadFixture(admin);
     const member = await loggedInAgent(stack.url, 'member', MEMBER_PASSWORD);
     const gallery = await member.get('/');
-    const response = await member.post(`/admin/images/${id}/delete`).type('form').send({ _csrf: csrfFrom(gallery.text) });
+    const response = await member
+      .post(`/admin/images/${id}/delete`)
+      .type('form')
+      .send({ _csrf: csrfFrom(gallery.text) });
 
     expect(response.status).toBe(403);
     expect((await admin.get(`/image/${id}`).redirects(0)).status).toBe(302);
@@ -208,7 +242,12 @@ describe('admin users page', () => {
     const added = await admin
       .post('/admin/users')
       .type('form')
-      .send({ _csrf: csrfFrom(page.text), username: 'carol', password: 'carol-password', role: 'member' });
+      .send({
+        _csrf: csrfFrom(page.text),
+        username: 'carol',
+        password: 'carol-password',
+        role: 'member',
+      });
 
     expect(added.status).toBe(201);
     const carol = await loggedInAgent(stack.url, 'carol', 'carol-password');
@@ -217,7 +256,10 @@ describe('admin users page', () => {
     const id = /action="\/admin\/users\/([^/]+)\/delete"[\s\S]*?<\/form>/.exec(
       added.text.slice(added.text.indexOf('carol')),
     )?.[1];
-    const removed = await admin.post(`/admin/users/${id ?? ''}/delete`).type('form').send({ _csrf: csrfFrom(added.text) });
+    const removed = await admin
+      .post(`/admin/users/${id ?? ''}/delete`)
+      .type('form')
+      .send({ _csrf: csrfFrom(added.text) });
     expect(removed.status).toBe(200);
     expect((await carol.get('/').redirects(0)).status).toBe(303);
   });

@@ -19,7 +19,11 @@ describe('loadConfig', () => {
     expect(config.s3.embedded).toBe(true);
     expect(config.s3.bucket).toBe('s3gate-images');
     expect(config.deliveryMode).toBe('redirect');
-    expect(config.signedUrl).toEqual({ windowSeconds: 3600, minValiditySeconds: 600, cacheSize: 10000 });
+    expect(config.signedUrl).toEqual({
+      windowSeconds: 3600,
+      minValiditySeconds: 600,
+      cacheSize: 10000,
+    });
     expect(config.trustProxy).toBe(false);
   });
 
@@ -48,7 +52,10 @@ describe('loadConfig', () => {
 
 describe('C03 signed URL lifetime over 7 days', () => {
   it('fails start-up naming the variable and the SigV4 limit', () => {
-    const problems = problemsFor({ SIGNED_URL_WINDOW_SECONDS: String(8 * 24 * 3600), SIGNED_URL_MIN_VALIDITY_SECONDS: '0' });
+    const problems = problemsFor({
+      SIGNED_URL_WINDOW_SECONDS: String(8 * 24 * 3600),
+      SIGNED_URL_MIN_VALIDITY_SECONDS: '0',
+    });
 
     expect(problems).toHaveLength(1);
     expect(problems[0]).toContain('SIGNED_URL_WINDOW_SECONDS');
@@ -66,13 +73,20 @@ describe('C03 signed URL lifetime over 7 days', () => {
   });
 
   it('accepts exactly 7 days', () => {
-    const config = loadConfig({ SIGNED_URL_WINDOW_SECONDS: String(MAX_URL_LIFETIME_SECONDS - 600) });
+    const config = loadConfig({
+      SIGNED_URL_WINDOW_SECONDS: String(MAX_URL_LIFETIME_SECONDS - 600),
+    });
 
-    expect(config.signedUrl.windowSeconds + config.signedUrl.minValiditySeconds).toBe(MAX_URL_LIFETIME_SECONDS);
+    expect(config.signedUrl.windowSeconds + config.signedUrl.minValiditySeconds).toBe(
+      MAX_URL_LIFETIME_SECONDS,
+    );
   });
 
   it('makes createUrlSigner throw, for apps that skip loadConfig', () => {
-    const client = createS3Client({ region: 'us-east-1', credentials: { accessKeyId: 'a', secretAccessKey: 'b' } });
+    const client = createS3Client({
+      region: 'us-east-1',
+      credentials: { accessKeyId: 'a', secretAccessKey: 'b' },
+    });
 
     expect(() =>
       createUrlSigner({ client, bucket: 'b', windowSeconds: 8 * 24 * 3600, minValiditySeconds: 0 }),
@@ -88,7 +102,11 @@ describe('invalid configuration', () => {
     ['SIGNED_URL_WINDOW_SECONDS', { SIGNED_URL_WINDOW_SECONDS: '0' }, /^SIGNED_URL_WINDOW_SECONDS/],
     ['IMAGE_MAX_BYTES', { IMAGE_MAX_BYTES: '-5' }, /^IMAGE_MAX_BYTES/],
     ['S3_ENDPOINT', { S3_ENDPOINT: 'not a url', S3_BUCKET: 'b-b-b' }, /^S3_ENDPOINT/],
-    ['S3_BUCKET', { S3_ENDPOINT: 'http://127.0.0.1:9000' }, /^S3_BUCKET: is required when S3_ENDPOINT is set/],
+    [
+      'S3_BUCKET',
+      { S3_ENDPOINT: 'http://127.0.0.1:9000' },
+      /^S3_BUCKET: is required when S3_ENDPOINT is set/,
+    ],
     ['S3_KEY_PREFIX', { S3_KEY_PREFIX: '../up' }, /^S3_KEY_PREFIX/],
     ['DATABASE_URL', { DATABASE_URL: 'mysql://x' }, /^DATABASE_URL/],
     ['LOG_LEVEL', { LOG_LEVEL: 'loud' }, /^LOG_LEVEL/],

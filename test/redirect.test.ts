@@ -165,7 +165,9 @@ describe('C02 signed headers', () => {
 
     expect(url.searchParams.get('X-Amz-SignedHeaders')).toBe('host');
     expect(url.searchParams.has('x-amz-checksum-mode')).toBe(false);
-    expect([...url.searchParams.keys()].filter((k) => /checksum|security-token/i.test(k))).toEqual([]);
+    expect([...url.searchParams.keys()].filter((k) => /checksum|security-token/i.test(k))).toEqual(
+      [],
+    );
     const object = await fetchPlain(url.toString());
     expect(object.status).toBe(200);
     expect(object.body.equals(bytes)).toBe(true);
@@ -193,7 +195,10 @@ describe('C04 stable URLs', () => {
     );
     try {
       const cookie = (await agent.get('/').redirects(0)).request.cookies;
-      const fromOther = await fetch(`${other.url}/image/${id}`, { headers: { cookie }, redirect: 'manual' });
+      const fromOther = await fetch(`${other.url}/image/${id}`, {
+        headers: { cookie },
+        redirect: 'manual',
+      });
 
       expect(fromOther.status).toBe(302);
       expect(fromOther.headers.get('location')).toBe(first);
@@ -231,7 +236,9 @@ describe('C05 objects stored without caching metadata', () => {
     const id = await putDirectly(`images/${newImageId()}.png`, bytes, false);
     const location = new URL(locationOf(await agent.get(`/image/${id}`).redirects(0)));
 
-    expect(location.searchParams.get('response-cache-control')).toBe('private, max-age=31536000, immutable');
+    expect(location.searchParams.get('response-cache-control')).toBe(
+      'private, max-age=31536000, immutable',
+    );
     expect(location.searchParams.get('response-expires')).toMatch(/GMT$/);
     const object = await fetchPlain(location.toString());
     expect(object.status).toBe(200);
@@ -287,7 +294,8 @@ describe('C06 download names', () => {
       new GetObjectCommand({
         Bucket: stack.runtime.config.s3.bucket,
         Key: image?.key ?? '',
-        ResponseContentDisposition: new URL(location).searchParams.get('response-content-disposition') ?? '',
+        ResponseContentDisposition:
+          new URL(location).searchParams.get('response-content-disposition') ?? '',
       }),
       { signingDate, expiresIn: 3600 + 600 },
     );
@@ -338,7 +346,10 @@ describe('C19 malformed ids', () => {
 describe('anonymous requests', () => {
   it('get 401 with no-store and no URL', async () => {
     const { id } = await uploadFixture(agent);
-    const response = await fetch(`${stack.url}/image/${id}`, { redirect: 'manual', headers: { accept: 'image/*' } });
+    const response = await fetch(`${stack.url}/image/${id}`, {
+      redirect: 'manual',
+      headers: { accept: 'image/*' },
+    });
 
     expect(response.status).toBe(401);
     expect(response.headers.get('cache-control')).toBe('no-store');
@@ -347,10 +358,15 @@ describe('anonymous requests', () => {
 
   it('go to the login page from an HTML navigation', async () => {
     const { id } = await uploadFixture(agent);
-    const response = await fetch(`${stack.url}/image/${id}`, { redirect: 'manual', headers: { accept: 'text/html' } });
+    const response = await fetch(`${stack.url}/image/${id}`, {
+      redirect: 'manual',
+      headers: { accept: 'text/html' },
+    });
 
     expect(response.status).toBe(303);
-    expect(response.headers.get('location')).toBe(`/login?next=${encodeURIComponent(`/image/${id}`)}`);
+    expect(response.headers.get('location')).toBe(
+      `/login?next=${encodeURIComponent(`/image/${id}`)}`,
+    );
   });
 });
 
@@ -365,7 +381,12 @@ describe('uploaded object metadata', () => {
     );
 
     expect(response.status).toBe(201);
-    expect(image).toMatchObject({ contentType: 'image/jpeg', sizeBytes: bytes.length, width: 50, height: 40 });
+    expect(image).toMatchObject({
+      contentType: 'image/jpeg',
+      sizeBytes: bytes.length,
+      width: 50,
+      height: 40,
+    });
     expect(head.ContentLength).toBe(bytes.length);
     expect(head.ContentType).toBe('image/jpeg');
     expect(head.CacheControl).toBe('private, max-age=31536000, immutable');

@@ -3,7 +3,14 @@ import http from 'node:http';
 import os from 'node:os';
 import path from 'node:path';
 import { makeImage, makeLargePng } from './helpers/images';
-import { csrfFrom, loggedInAgent, startTestStack, uploadFile, uploadFixture, type TestStack } from './helpers/stack';
+import {
+  csrfFrom,
+  loggedInAgent,
+  startTestStack,
+  uploadFile,
+  uploadFixture,
+  type TestStack,
+} from './helpers/stack';
 
 const MB = 1024 * 1024;
 
@@ -82,7 +89,9 @@ describe('C12 size limit', () => {
           (res) => {
             const chunks: Buffer[] = [];
             res.on('data', (c: Buffer) => chunks.push(c));
-            res.on('end', () => resolve({ status: res.statusCode ?? 0, text: Buffer.concat(chunks).toString() }));
+            res.on('end', () =>
+              resolve({ status: res.statusCode ?? 0, text: Buffer.concat(chunks).toString() }),
+            );
           },
         );
         req.on('error', reject);
@@ -166,15 +175,22 @@ describe('C14 declared types are ignored', () => {
 });
 
 describe('POST /admin/images', () => {
-  it.each(['jpeg', 'png', 'gif', 'webp', 'avif'] as const)('accepts %s with its dimensions', async (format) => {
-    const bytes = await makeImage(format, 21, 13);
-    const { id } = await uploadFixture(agent, bytes, `picture.${format}`);
-    const row = await stack.runtime.database.db.selectFrom('images').selectAll().where('id', '=', id).executeTakeFirst();
+  it.each(['jpeg', 'png', 'gif', 'webp', 'avif'] as const)(
+    'accepts %s with its dimensions',
+    async (format) => {
+      const bytes = await makeImage(format, 21, 13);
+      const { id } = await uploadFixture(agent, bytes, `picture.${format}`);
+      const row = await stack.runtime.database.db
+        .selectFrom('images')
+        .selectAll()
+        .where('id', '=', id)
+        .executeTakeFirst();
 
-    expect(row?.width).toBe(21);
-    expect(row?.height).toBe(13);
-    expect(row?.content_type).toBe(format === 'jpeg' ? 'image/jpeg' : `image/${format}`);
-  });
+      expect(row?.width).toBe(21);
+      expect(row?.height).toBe(13);
+      expect(row?.content_type).toBe(format === 'jpeg' ? 'image/jpeg' : `image/${format}`);
+    },
+  );
 
   it('stores several files from one form post', async () => {
     const before = await rowCount();
@@ -226,7 +242,10 @@ describe('POST /admin/images', () => {
 
   it('answers 400 when no file is sent', async () => {
     const page = await agent.get('/admin/upload');
-    const response = await agent.post('/admin/images').set('Accept', 'application/json').field('_csrf', csrfFrom(page.text));
+    const response = await agent
+      .post('/admin/images')
+      .set('Accept', 'application/json')
+      .field('_csrf', csrfFrom(page.text));
 
     expect(response.status).toBe(400);
     expect((response.body as { error: { message: string } }).error.message).toBe(
@@ -238,7 +257,12 @@ describe('POST /admin/images', () => {
     const before = await storedCounts();
     const page = await agent.get('/admin/upload');
     const cookie = (await agent.get('/admin/upload')).request.cookies;
-    const { body, contentType } = multipart(csrfFrom(page.text), 'x.png', 'image/png', await makeLargePng(2 * MB));
+    const { body, contentType } = multipart(
+      csrfFrom(page.text),
+      'x.png',
+      'image/png',
+      await makeLargePng(2 * MB),
+    );
     const cut = body.subarray(0, body.length - 200 * 1024);
     const response = await fetch(`${stack.url}/admin/images`, {
       method: 'POST',
@@ -256,7 +280,10 @@ describe('POST /admin/images/:id/delete', () => {
     const { id } = await uploadFixture(agent);
     const before = await storedCounts();
     const gallery = await agent.get('/');
-    const response = await agent.post(`/admin/images/${id}/delete`).type('form').send({ _csrf: csrfFrom(gallery.text) });
+    const response = await agent
+      .post(`/admin/images/${id}/delete`)
+      .type('form')
+      .send({ _csrf: csrfFrom(gallery.text) });
 
     expect(response.status).toBe(303);
     expect(await storedCounts()).toEqual({ objects: before.objects - 1, rows: before.rows - 1 });

@@ -13,7 +13,13 @@ export interface AuthRoutesOptions {
   cookieName: string;
 }
 
-function renderLogin(res: Response, status: number, next: string, error?: string, username = ''): void {
+function renderLogin(
+  res: Response,
+  status: number,
+  next: string,
+  error?: string,
+  username = '',
+): void {
   res.status(status).render('login', { title: 'Sign in', next, error, username });
 }
 
@@ -34,27 +40,44 @@ export function createAuthRoutes(options: AuthRoutesOptions): Router {
     const body = (req.body ?? {}) as Record<string, unknown>;
     const target = safeNextPath(body.next);
     const username = typeof body.username === 'string' ? body.username : '';
-    if (typeof body.username !== 'string' || typeof body.password !== 'string' || !username || !body.password) {
+    if (
+      typeof body.username !== 'string' ||
+      typeof body.password !== 'string' ||
+      !username ||
+      !body.password
+    ) {
       renderLogin(res, 400, target, 'Enter a username and a password.', username.slice(0, 64));
       return;
     }
 
-    passport.authenticate('local', (error: unknown, user: Express.User | false) => {
-      if (error) return next(error);
-      if (!user) {
-        logger.info({ event: 'login_failed', username: username.slice(0, 64) }, 'login failed');
-        renderLogin(res, 401, target, 'Wrong username or password.', username.slice(0, 64));
-        return;
-      }
-      // passport 0.7 regenerates the session here, so a session id fixed before login is worthless.
-      req.login(user, (loginError) => {
-        if (loginError) return next(loginError);
-        logger.info({ event: 'login', userId: user.id }, 'user signed in');
-        res.redirect(303, target);
-      });
-    })(req, res, next);
+    const authenticate = passport.authenticate(
+      'local',
+      (error: unknown, user: Express.User | false) => {
+        if (error) {
+          next(error);
+          return;
+        }
+        if (!user) {
+          logger.info({ event: 'login_failed', username: username.slice(0, 64) }, 'login failed');
+          renderLogin(res, 401, target, 'Wrong username or password.', username.slice(0, 64));
+          return;
+        }
+        // passport 0.7 regenerates the session here, so a session id fixed before login is worthless.
+        req.login(user, (loginError) => {
+          if (loginError) return next(loginError);
+          logger.info({ event: 'login', userId: user.id }, 'user signed in');
+          res.redirect(303, target);
+        });
+      },
+    ) as express.RequestHandler;
+    void authenticate(req, res, next);
   };
-  router.post('/login', ...(options.loginLimiter ? [options.loginLimiter] : []), csrfProtection, login);
+  router.post(
+    '/login',
+    ...(options.loginLimiter ? [options.loginLimiter] : []),
+    csrfProtection,
+    login,
+  );
 
   router.post('/logout', csrfProtection, (req, res, next) => {
     const userId = req.user?.id;

@@ -3,6 +3,22 @@ import { Strategy as LocalStrategy } from 'passport-local';
 import { dummyPasswordHash, verifyPassword } from './password';
 import { MAX_PASSWORD_LENGTH, type UserRepository } from './user-repository';
 
+async function checkCredentials(
+  users: UserRepository,
+  username: string,
+  password: string,
+): Promise<Express.User | undefined> {
+  if (username.length > 64 || password.length > MAX_PASSWORD_LENGTH) return undefined;
+  const user = await users.findForLogin(username);
+  if (!user) {
+    // Spend the same time as a wrong password, so response times do not reveal user names.
+    await verifyPassword(await dummyPasswordHash(), password);
+    return undefined;
+  }
+  if (!(await verifyPassword(user.passwordHash, password))) return undefined;
+  return { id: user.id, username: user.username, role: user.role };
+}
+
 /**
  * Create a passport instance with the local (username and password) strategy. The session
  * stores only the user id; each request loads the user again, so a removed user or a changed
@@ -13,17 +29,13 @@ export function createPassport(users: UserRepository): PassportStatic {
 
   passport.use(
     new LocalStrategy((username, password, done) => {
-      void (async () => {
-        if (username.length > 64 || password.length > MAX_PASSWORD_LENGTH) return done(null, false);
-        const user = await users.findForLogin(username);
-        if (!user) {
-          // Spend the same time as a wrong password, so response times do not reveal user names.
-          await verifyPassword(await dummyPasswordHash(), password);
-          return done(null, false);
-        }
-        if (!(await verifyPassword(user.passwordHash, password))) return done(null, false);
-        done(null, { id: user.id, username: user.username, role: user.role });
-      })().catch((error: unknown) => done(error));
+      checkCredentials(users, username, password)
+        .then((user) => {
+          done(null, user ?? false);
+        })
+        .catch((error: unknown) => {
+          done(error);
+        });
     }),
   );
 
@@ -35,7 +47,9 @@ export function createPassport(users: UserRepository): PassportStatic {
     if (typeof id !== 'string') return done(null, false);
     users
       .findById(id)
-      .then((user) => done(null, user ? { id: user.id, username: user.username, role: user.role } : false))
+      .then((user) =>
+        done(null, user ? { id: user.id, username: user.username, role: user.role } : false),
+      )
       .catch((error: unknown) => done(error));
   });
 

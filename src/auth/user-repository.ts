@@ -24,7 +24,12 @@ export class InvalidUserError extends Error {
 }
 
 function toRecord(row: Selectable<UsersTable>): UserRecord {
-  return { id: row.id, username: row.username, role: row.role, createdAt: new Date(row.created_at) };
+  return {
+    id: row.id,
+    username: row.username,
+    role: row.role,
+    createdAt: new Date(row.created_at),
+  };
 }
 
 export function validateNewUser(username: string, password: string): void {
@@ -45,12 +50,18 @@ export class UserRepository {
   constructor(private readonly db: Kysely<Database>) {}
 
   async findById(id: string): Promise<UserRecord | undefined> {
-    const row = await this.db.selectFrom('users').selectAll().where('id', '=', id).executeTakeFirst();
+    const row = await this.db
+      .selectFrom('users')
+      .selectAll()
+      .where('id', '=', id)
+      .executeTakeFirst();
     return row && toRecord(row);
   }
 
   /** Returns the user with the hash, for login only. */
-  async findForLogin(username: string): Promise<(UserRecord & { passwordHash: string }) | undefined> {
+  async findForLogin(
+    username: string,
+  ): Promise<(UserRecord & { passwordHash: string }) | undefined> {
     const row = await this.db
       .selectFrom('users')
       .selectAll()
@@ -67,7 +78,7 @@ export class UserRepository {
   async countAdmins(): Promise<number> {
     const row = await this.db
       .selectFrom('users')
-      .select((eb) => eb.fn.countAll<number>().as('count'))
+      .select((eb) => eb.fn.countAll<number | string>().as('count'))
       .where('role', '=', 'admin')
       .executeTakeFirstOrThrow();
     return Number(row.count);

@@ -9,7 +9,9 @@ export function createUsersRoutes(users: UserRepository, logger: Logger): Router
   const router = express.Router();
 
   const renderPage = async (res: Response, status: number, error?: string, notice?: string) => {
-    res.status(status).render('users', { title: 'Users', users: await users.list(), error, notice });
+    res
+      .status(status)
+      .render('users', { title: 'Users', users: await users.list(), error, notice });
   };
 
   router.get('/admin/users', requireAdmin, csrfProtection, async (_req, res) => {
@@ -23,7 +25,10 @@ export function createUsersRoutes(users: UserRepository, logger: Logger): Router
     const role = body.role === 'admin' ? 'admin' : 'member';
     try {
       const user = await users.create(username, password, role);
-      logger.info({ event: 'user_created', userId: user.id, role, by: req.user?.id }, 'user created');
+      logger.info(
+        { event: 'user_created', userId: user.id, role, by: req.user?.id },
+        'user created',
+      );
       await renderPage(res, 201, undefined, `Added ${user.username} as ${role}.`);
     } catch (error) {
       if (!(error instanceof InvalidUserError)) throw error;

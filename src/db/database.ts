@@ -25,10 +25,18 @@ export interface DatabaseOptions {
 // PostgreSQL returns int8 (bigint) as a string to avoid precision loss; sizes and times in ms
 // stay far below 2^53, so numbers are safe and keep both dialects returning the same types.
 const PG_INT8_OID = 20;
+function parseInt8(value: string): number {
+  return Number(value);
+}
+// pg's typings key parsers by its TypeId enum; the OIDs arrive here as plain numbers.
+const defaultTypeParser = pg.types.getTypeParser as (
+  oid: number,
+  format: string,
+) => (value: string) => unknown;
 const pgTypes = {
-  getTypeParser: ((oid: number, format?: string) =>
-    oid === PG_INT8_OID ? Number : pg.types.getTypeParser(oid, format as 'text')) as typeof pg.types.getTypeParser,
-};
+  getTypeParser: (oid: number, format?: string) =>
+    oid === PG_INT8_OID ? parseInt8 : defaultTypeParser(oid, format ?? 'text'),
+} as pg.CustomTypesConfig;
 
 /**
  * Open the database and bring its schema up to date.
@@ -57,7 +65,8 @@ export async function openDatabase(options: DatabaseOptions): Promise<DatabaseHa
   const { error } = await migrator.migrateToLatest();
   if (error) {
     await db.destroy();
-    throw new Error(`Database migration failed: ${String(error)}`, { cause: error });
+    const reason = error instanceof Error ? error.message : JSON.stringify(error);
+    throw new Error(`Database migration failed: ${reason}`, { cause: error });
   }
 
   return {

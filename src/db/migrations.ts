@@ -39,7 +39,11 @@ const migrations: Record<string, Migration> = {
         .addColumn('sess', 'text', (c) => c.notNull())
         .addColumn('expires_at', 'bigint', (c) => c.notNull())
         .execute();
-      await db.schema.createIndex('sessions_expires_at').on('sessions').column('expires_at').execute();
+      await db.schema
+        .createIndex('sessions_expires_at')
+        .on('sessions')
+        .column('expires_at')
+        .execute();
     },
     async down(db: Kysely<unknown>) {
       await db.schema.dropTable('sessions').execute();

@@ -36,18 +36,25 @@ export class DatabaseSessionStore extends session.Store {
   }
 
   private expiry(sess: session.SessionData): number {
-    const expires = sess.cookie.expires;
-    return expires ? new Date(expires).getTime() : Date.now() + this.defaultTtlMs;
+    // The cookie's maxAge getter returns the milliseconds left until the cookie expires.
+    const remaining = sess.cookie.maxAge;
+    return Date.now() + (typeof remaining === 'number' ? remaining : this.defaultTtlMs);
   }
 
-  override get(sid: string, callback: (error: unknown, session?: session.SessionData | null) => void): void {
+  override get(
+    sid: string,
+    callback: (error: unknown, session?: session.SessionData | null) => void,
+  ): void {
     this.db
       .selectFrom('sessions')
       .select(['sess', 'expires_at'])
       .where('sid', '=', sid)
       .executeTakeFirst()
       .then((row) => {
-        if (!row || Number(row.expires_at) <= Date.now()) return callback(null, null);
+        if (!row || row.expires_at <= Date.now()) {
+          callback(null, null);
+          return;
+        }
         callback(null, JSON.parse(row.sess) as session.SessionData);
       })
       .catch((error: unknown) => callback(error));
@@ -58,7 +65,9 @@ export class DatabaseSessionStore extends session.Store {
     this.db
       .insertInto('sessions')
       .values(row)
-      .onConflict((oc) => oc.column('sid').doUpdateSet({ sess: row.sess, expires_at: row.expires_at }))
+      .onConflict((oc) =>
+        oc.column('sid').doUpdateSet({ sess: row.sess, expires_at: row.expires_at }),
+      )
       .execute()
       .then(() => callback?.())
       .catch((error: unknown) => callback?.(error));

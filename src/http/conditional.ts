@@ -22,7 +22,10 @@ export function parseEntityTags(value: string): string[] {
  * and 2). Returns true when the request must fail with 412. An If-Match list cannot be evaluated
  * without the ETag, so the result is then false and the caller must send If-Match on to S3.
  */
-export function isPreconditionFailed(headers: IncomingHttpHeaders, validators: Validators): boolean {
+export function isPreconditionFailed(
+  headers: IncomingHttpHeaders,
+  validators: Validators,
+): boolean {
   const ifMatch = headers['if-match'];
   if (ifMatch !== undefined) {
     if (ifMatch.trim() === '*') return false;

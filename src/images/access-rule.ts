@@ -10,6 +10,6 @@ export interface Viewer {
  * Decide whether a viewer may see an image. Every signed-in account may view every image;
  * a host app with finer rules passes its own `authorize` hook to the image router.
  */
-export function canView(viewer: Viewer, image: ImageRecord): boolean {
-  return (viewer.role === 'admin' || viewer.role === 'member') && image.id !== '';
+export function canView(_viewer: Viewer, _image: ImageRecord): boolean {
+  return true;
 }

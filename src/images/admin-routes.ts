@@ -43,14 +43,20 @@ export function createAdminImageRoutes(options: AdminImageRoutesOptions): Router
     cacheMaxAgeSeconds: options.cacheMaxAgeSeconds,
     verifyCsrfToken: isValidCsrfToken,
     onStored: (image) => images.insert(image),
-    onCleanupError: (error, key) => logger.error({ err: error, key }, 'could not delete object after a failed upload'),
+    onCleanupError: (error, key) =>
+      logger.error({ err: error, key }, 'could not delete object after a failed upload'),
   });
 
   const respond: express.RequestHandler = (req, res) => {
     const uploaded = res.locals.uploadedImages as UploadedImages;
     for (const image of uploaded) {
       logger.info(
-        { event: 'image_uploaded', imageId: image.id, sizeBytes: image.sizeBytes, userId: req.user?.id },
+        {
+          event: 'image_uploaded',
+          imageId: image.id,
+          sizeBytes: image.sizeBytes,
+          userId: req.user?.id,
+        },
         'image uploaded',
       );
     }
@@ -67,9 +73,14 @@ export function createAdminImageRoutes(options: AdminImageRoutesOptions): Router
       next(error);
       return;
     }
-    logger.warn({ event: 'upload_rejected', status: error.status, code: error.code as unknown }, error.message);
+    logger.warn(
+      { event: 'upload_rejected', status: error.status, code: error.code as unknown },
+      error.message,
+    );
     issueCsrfToken(req, res);
-    res.status(error.status).render('upload', { ...pageLocals, error: error.message, uploaded: [] });
+    res
+      .status(error.status)
+      .render('upload', { ...pageLocals, error: error.message, uploaded: [] });
   };
   router.post('/admin/images', requireAdmin, upload, respond, uploadErrors);
 
@@ -82,10 +93,15 @@ export function createAdminImageRoutes(options: AdminImageRoutesOptions): Router
     // Row first: once it is gone no one can be sent to the object, even if the S3 delete fails.
     await images.delete(id);
     try {
-      await options.client.send(new DeleteObjectCommand({ Bucket: options.bucket, Key: image.key }));
+      await options.client.send(
+        new DeleteObjectCommand({ Bucket: options.bucket, Key: image.key }),
+      );
     } catch (error) {
       // TODO: queue failed object deletes for retry; today the object stays in the bucket, unreachable.
-      logger.error({ err: error, imageId: id, key: image.key }, 'image row deleted but the S3 delete failed');
+      logger.error(
+        { err: error, imageId: id, key: image.key },
+        'image row deleted but the S3 delete failed',
+      );
     }
     logger.info({ event: 'image_deleted', imageId: id, userId: req.user?.id }, 'image deleted');
     res.redirect(303, '/');

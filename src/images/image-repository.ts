@@ -24,7 +24,7 @@ function toRecord(row: Selectable<ImagesTable>): ImageRecord {
     id: row.id,
     key: row.s3_key,
     contentType: row.content_type,
-    sizeBytes: Number(row.size_bytes),
+    sizeBytes: row.size_bytes,
     etag: row.etag,
     originalName: row.original_name,
     width: row.width,
@@ -40,7 +40,11 @@ export class ImageRepository {
   constructor(private readonly db: Kysely<Database>) {}
 
   async findById(id: string): Promise<ImageRecord | undefined> {
-    const row = await this.db.selectFrom('images').selectAll().where('id', '=', id).executeTakeFirst();
+    const row = await this.db
+      .selectFrom('images')
+      .selectAll()
+      .where('id', '=', id)
+      .executeTakeFirst();
     return row && toRecord(row);
   }
 

@@ -44,7 +44,12 @@ export function downloadDisposition(image: ImageRecord): string {
  * The Expires value is derived from the window start, so it is the same all window long and
  * the URL stays byte-identical.
  */
-function overridesFor(image: ImageRecord, req: Request, signer: UrlSigner, maxAge: number): ResponseOverrides {
+function overridesFor(
+  image: ImageRecord,
+  req: Request,
+  signer: UrlSigner,
+  maxAge: number,
+): ResponseOverrides {
   const overrides: ResponseOverrides = {};
   if (!image.hasCacheMetadata) {
     overrides.cacheControl = `private, max-age=${maxAge}, immutable`;

@@ -1,7 +1,9 @@
 import { imageSize } from 'image-size';
 
 /** Raster types accepted by default, keyed by the name image-size reports. SVG is left out on purpose: it can carry script. */
-export const DEFAULT_ACCEPTED_TYPES: Readonly<Record<string, { contentType: string; extension: string }>> = {
+export const DEFAULT_ACCEPTED_TYPES: Readonly<
+  Record<string, { contentType: string; extension: string }>
+> = {
   jpg: { contentType: 'image/jpeg', extension: 'jpg' },
   png: { contentType: 'image/png', extension: 'png' },
   gif: { contentType: 'image/gif', extension: 'gif' },
@@ -26,7 +28,9 @@ export interface SniffedImage {
  */
 export function sniffImage(
   head: Buffer,
-  accepted: Readonly<Record<string, { contentType: string; extension: string }>> = DEFAULT_ACCEPTED_TYPES,
+  accepted: Readonly<
+    Record<string, { contentType: string; extension: string }>
+  > = DEFAULT_ACCEPTED_TYPES,
 ): SniffedImage | undefined {
   let result: ReturnType<typeof imageSize>;
   try {
@@ -42,7 +46,9 @@ export function sniffImage(
 
 /** Human names of the accepted types, for error messages. */
 export function describeAcceptedTypes(
-  accepted: Readonly<Record<string, { contentType: string; extension: string }>> = DEFAULT_ACCEPTED_TYPES,
+  accepted: Readonly<
+    Record<string, { contentType: string; extension: string }>
+  > = DEFAULT_ACCEPTED_TYPES,
 ): string[] {
   return Object.values(accepted).map((t) => t.contentType);
 }

@@ -50,8 +50,11 @@ const MAX_NAME_LENGTH = 255;
 /** Reduce a client-supplied file name to a safe display name: no path, no control characters. */
 export function cleanFileName(name: string | undefined): string {
   const base = (name ?? '').split(/[\\/]/).pop() ?? '';
-  // eslint-disable-next-line no-control-regex
-  const cleaned = base.replace(/[\u0000-\u001f\u007f]/g, '').trim().slice(0, MAX_NAME_LENGTH);
+  const cleaned = base
+    // eslint-disable-next-line no-control-regex
+    .replace(/[\u0000-\u001f\u007f]/g, '')
+    .trim()
+    .slice(0, MAX_NAME_LENGTH);
   return cleaned === '' ? 'image' : cleaned;
 }
 
@@ -128,7 +131,11 @@ export function createUploadHandler(options: UploadHandlerOptions): RequestHandl
   const acceptedNames = describeAcceptedTypes(accepted);
   const maxFiles = options.maxFiles ?? 20;
 
-  async function storeFile(req: Request, file: Readable, filename: string): Promise<ImageRecord | NewImage> {
+  async function storeFile(
+    req: Request,
+    file: Readable,
+    filename: string,
+  ): Promise<ImageRecord | NewImage> {
     const { head, image, ended } = await readHead(file, accepted);
     if (isTruncated(file)) throw errors.uploadTooLarge(options.maxBytes);
     if (!image) {
@@ -190,7 +197,13 @@ export function createUploadHandler(options: UploadHandlerOptions): RequestHandl
         headers: req.headers,
         // Browsers send file names as raw UTF-8 in the part header; busboy's default is latin1.
         defParamCharset: 'utf8',
-        limits: { fileSize: options.maxBytes, files: maxFiles, fields: 20, fieldSize: 4096, parts: maxFiles + 20 },
+        limits: {
+          fileSize: options.maxBytes,
+          files: maxFiles,
+          fields: 20,
+          fieldSize: 4096,
+          parts: maxFiles + 20,
+        },
       });
     } catch {
       next(errors.badUpload('expected a multipart/form-data body.'));

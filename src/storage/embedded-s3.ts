@@ -1,5 +1,4 @@
 import fs from 'node:fs/promises';
-import type { AddressInfo } from 'node:net';
 import S3rver from '@20minutes/s3rver';
 
 /** Fixed credentials that the embedded server accepts; they protect nothing beyond loopback. */
@@ -36,7 +35,7 @@ export async function startEmbeddedS3(options: EmbeddedS3Options): Promise<Embed
     // CreateBucket through the SDK fails the emulator's own signature check, so the bucket is made here.
     configureBuckets: [{ name: options.bucket, configs: [] }],
   });
-  const address = (await server.run()) as AddressInfo;
+  const address = await server.run();
   return {
     endpoint: `http://${host}:${address.port}`,
     port: address.port,

@@ -22,7 +22,10 @@ export interface StoredObject {
  * upload in 5 MiB parts for larger ones. On any failure the multipart upload is aborted and the
  * key deleted, so a failed upload leaves no object behind.
  */
-export async function putObjectStream(client: S3Client, input: PutObjectStreamInput): Promise<StoredObject> {
+export async function putObjectStream(
+  client: S3Client,
+  input: PutObjectStreamInput,
+): Promise<StoredObject> {
   let sizeBytes = 0;
   let bodyError: unknown;
   input.body.on('data', (chunk: Buffer) => {

@@ -141,14 +141,17 @@ function readErrorFields(error: unknown): ErrorFields {
 
   fields.name = asString(record.name) ?? asString(record.Code);
   fields.code = asString(record.code);
-  fields.status = typeof metadata?.httpStatusCode === 'number' ? metadata.httpStatusCode : undefined;
+  fields.status =
+    typeof metadata?.httpStatusCode === 'number' ? metadata.httpStatusCode : undefined;
   fields.throttling = retryable?.throttling === true;
   fields.actualObjectSize = Number.isSafeInteger(actualObjectSize) ? actualObjectSize : undefined;
   return fields;
 }
 
 function asRecord(value: unknown): Record<string, unknown> | undefined {
-  return typeof value === 'object' && value !== null ? (value as Record<string, unknown>) : undefined;
+  return typeof value === 'object' && value !== null
+    ? (value as Record<string, unknown>)
+    : undefined;
 }
 
 function asString(value: unknown): string | undefined {

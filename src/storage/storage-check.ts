@@ -1,3 +1,4 @@
+import type { Readable } from 'node:stream';
 import { GetObjectCommand, type S3Client } from '@aws-sdk/client-s3';
 
 /** Error names that prove S3 answered and accepted the credentials: the probe key just is not there. */
@@ -9,10 +10,14 @@ const ANSWERED = new Set(['NoSuchKey', 'NotFound', 'AccessDenied']);
  * and AccessDenied when it may not, and both prove the round trip. HeadBucket would need
  * s3:ListBucket, which a least-privilege policy on the image prefix does not grant.
  */
-export async function checkStorage(client: S3Client, bucket: string, probeKey: string): Promise<void> {
+export async function checkStorage(
+  client: S3Client,
+  bucket: string,
+  probeKey: string,
+): Promise<void> {
   try {
     const response = await client.send(new GetObjectCommand({ Bucket: bucket, Key: probeKey }));
-    response.Body?.destroy?.();
+    (response.Body as Readable | undefined)?.destroy();
   } catch (error) {
     if (error instanceof Error && ANSWERED.has(error.name)) return;
     throw error;

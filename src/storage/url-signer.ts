@@ -78,7 +78,10 @@ export function createUrlSigner(options: UrlSignerOptions): UrlSigner {
     stats.clamped += 1;
     if (lastClampReportedFor !== expiration.getTime()) {
       lastClampReportedFor = expiration.getTime();
-      options.onLifetimeClamped?.({ lifetimeSeconds: Math.max(remaining, 1), credentialsExpireAt: expiration });
+      options.onLifetimeClamped?.({
+        lifetimeSeconds: Math.max(remaining, 1),
+        credentialsExpireAt: expiration,
+      });
     }
     return Math.max(remaining, 1);
   }

@@ -92,8 +92,9 @@ export function createApp(deps: AppDependencies): Express {
   app.use(
     createHealthRoutes(
       {
-        database: deps.database.ping,
-        storage: () => checkStorage(deps.s3Client, config.s3.bucket, `${config.s3.keyPrefix}.readiness-probe`),
+        database: () => deps.database.ping(),
+        storage: () =>
+          checkStorage(deps.s3Client, config.s3.bucket, `${config.s3.keyPrefix}.readiness-probe`),
       },
       logger,
     ),

@@ -5,11 +5,16 @@ import type { Logger } from '../logger';
 import { issueCsrfToken } from './csrf';
 
 /** Errors raised by libraries that carry a safe client status: body parsers, CSRF, our catalogue. */
-function toClientError(error: unknown, translate?: (error: unknown) => HttpError | undefined): HttpError {
+function toClientError(
+  error: unknown,
+  translate?: (error: unknown) => HttpError | undefined,
+): HttpError {
   if (isHttpError(error)) return error;
   const translated = translate?.(error);
   if (translated) return translated;
-  return createError(500, 'Something went wrong on our side. Try again later.', { code: 'INTERNAL' });
+  return createError(500, 'Something went wrong on our side. Try again later.', {
+    code: 'INTERNAL',
+  });
 }
 
 function prefersJson(req: Request): boolean {
@@ -31,7 +36,10 @@ export function createErrorHandler(
     const status = clientError.status;
 
     if (status >= 500) {
-      logger.error({ err: error, reqId: req.id, status, code: clientError.code as unknown }, 'request failed');
+      logger.error(
+        { err: error, reqId: req.id, status, code: clientError.code as unknown },
+        'request failed',
+      );
     }
 
     // The client is gone or the answer has started: nothing useful can be sent.
@@ -45,7 +53,9 @@ export function createErrorHandler(
     for (const [name, value] of Object.entries(headers)) res.setHeader(name, value);
     // A 5xx with a code from our catalogue has a safe message; any other 5xx gets the generic one.
     const safe = clientError.expose || typeof clientError.code === 'string';
-    const message = safe ? clientError.message : 'Something went wrong on our side. Try again later.';
+    const message = safe
+      ? clientError.message
+      : 'Something went wrong on our side. Try again later.';
     res.status(status);
 
     if (req.path.startsWith('/image/')) {
@@ -58,7 +68,8 @@ export function createErrorHandler(
       return;
     }
     // The page header has a sign-out form, which needs the session's CSRF token.
-    if (typeof req.isAuthenticated === "function" && req.isAuthenticated()) issueCsrfToken(req, res);
+    if (typeof req.isAuthenticated === 'function' && req.isAuthenticated())
+      issueCsrfToken(req, res);
     res.render('error', { title: `Error ${status}`, status, message });
   };
 }

@@ -13,7 +13,10 @@ export function createGalleryRoutes(images: ImageRepository): Router {
     res.render('gallery', {
       title: 'Gallery',
       images: list,
-      notice: Number.isInteger(uploaded) && uploaded > 0 ? `Uploaded ${uploaded} image${uploaded === 1 ? '' : 's'}.` : undefined,
+      notice:
+        Number.isInteger(uploaded) && uploaded > 0
+          ? `Uploaded ${uploaded} image${uploaded === 1 ? '' : 's'}.`
+          : undefined,
     });
   });
 

@@ -19,7 +19,9 @@ export function createHealthRoutes(checks: HealthChecks, logger: Logger): Router
   router.get('/readyz', async (_req, res) => {
     res.setHeader('Cache-Control', 'no-store');
     const results = await Promise.allSettled([checks.database(), checks.storage()]);
-    const [database, storage] = results.map((r) => (r.status === 'fulfilled' ? 'ok' : 'unavailable'));
+    const [database, storage] = results.map((r) =>
+      r.status === 'fulfilled' ? 'ok' : 'unavailable',
+    );
     const ready = database === 'ok' && storage === 'ok';
     if (!ready) {
       const reasons = results.map((r) => (r.status === 'rejected' ? String(r.reason) : undefined));

@@ -7,7 +7,8 @@ export async function makeImage(
   height = 24,
   color = '#3a7',
 ): Promise<Buffer> {
-  return sharp({ create: { width, height, channels: 3, background: color } })[format]().toBuffer();
+  const image = sharp({ create: { width, height, channels: 3, background: color } });
+  return image[format]().toBuffer();
 }
 
 /**

@@ -78,7 +78,8 @@ export async function loggedInAgent(
     .post('/login')
     .type('form')
     .send({ _csrf: csrfFrom(page.text), username, password, next: '/' });
-  if (response.status !== 303) throw new Error(`login as ${username} failed with ${response.status}`);
+  if (response.status !== 303)
+    throw new Error(`login as ${username} failed with ${response.status}`);
   return agent;
 }
 
@@ -110,14 +111,21 @@ export async function uploadFixture(
 ): Promise<{ id: string; bytes: Buffer }> {
   const bytes = image ?? (await makeImage('png'));
   const response = await uploadFile(agent, bytes, filename, 'image/png');
-  if (response.status !== 201) throw new Error(`upload failed with ${response.status}: ${response.text}`);
+  if (response.status !== 201)
+    throw new Error(`upload failed with ${response.status}: ${response.text}`);
   const id = (response.body as { images: { id: string }[] }).images[0]?.id;
   if (!id) throw new Error('upload answered without an id');
   return { id, bytes };
 }
 
 /** GET a URL with Node's fetch and no extra headers, as an <img> would; the body as bytes. */
-export async function fetchPlain(url: string): Promise<{ status: number; headers: Headers; body: Buffer }> {
+export async function fetchPlain(
+  url: string,
+): Promise<{ status: number; headers: Headers; body: Buffer }> {
   const response = await fetch(url, { redirect: 'manual' });
-  return { status: response.status, headers: response.headers, body: Buffer.from(await response.arrayBuffer()) };
+  return {
+    status: response.status,
+    headers: response.headers,
+    body: Buffer.from(await response.arrayBuffer()),
+  };
 }

@@ -1,0 +1,290 @@
+import { Readable } from 'node:stream';
+import { pipeline } from 'node:stream/promises';
+import { GetObjectCommand, HeadObjectCommand, type S3Client } from '@aws-sdk/client-s3';
+import { create as createContentDisposition } from 'content-disposition';
+import type { Request, Response } from 'express';
+import { errors } from '../errors';
+import {
+  ifRangeMatches,
+  isNotModified,
+  isPreconditionFailed,
+  type Validators,
+} from '../http/conditional';
+import { selectRange, type RangeSelection } from '../http/range';
+import { translateS3Error } from '../storage/s3-errors';
+import type { ImageRecord } from './image-repository';
+import type { ProxyDelivery } from './image-router';
+
+/** The log methods that proxy delivery calls; a pino logger fits. */
+export interface ProxyLogger {
+  warn(details: object, message: string): void;
+  error(details: object, message: string): void;
+}
+
+export interface ProxyDeliveryOptions {
+  /** Client for GetObject and HeadObject. Its timeouts and socket pool bound every read. */
+  client: S3Client;
+  /** Bucket that contains the images' keys. */
+  bucket: string;
+  /** max-age in seconds of the Cache-Control header on 200, 206 and 304 responses. */
+  cacheMaxAgeSeconds: number;
+  /**
+   * Receives failures of the body stream. The response has started by then, so the error handler
+   * never sees them. Default: no logging.
+   */
+  logger?: ProxyLogger | undefined;
+}
+
+/** One S3 read, as the request asks for it. */
+interface ObjectRequest {
+  method: 'GET' | 'HEAD';
+  bucket: string;
+  key: string;
+  range: RangeSelection;
+  /** If-Match and If-None-Match, sent on to S3 only when the metadata row has no ETag. */
+  ifMatch: string | undefined;
+  ifNoneMatch: string | undefined;
+}
+
+/** What S3 returned, reduced to what the response needs. */
+interface StoredObject {
+  contentLength: number | undefined;
+  /** Set when S3 answered 206. */
+  contentRange: string | undefined;
+  etag: string | undefined;
+  /** Undefined for HEAD. */
+  body: Readable | undefined;
+}
+
+const FULL: RangeSelection = { kind: 'full' };
+
+/**
+ * Create the proxy-mode delivery for `createImageRouter`: it streams the object through the app
+ * and answers conditional, range and HEAD requests (RFC 9110 §13 and §14). The router has
+ * already checked the session, the id and the access rule. S3 failures are thrown as catalogue
+ * errors (see translateS3Error) and never leave caching headers on the error response.
+ */
+export function createProxyDelivery(options: ProxyDeliveryOptions): ProxyDelivery {
+  const { client, bucket, logger } = options;
+  if (bucket === '') {
+    throw new TypeError(
+      'createProxyDelivery: `bucket` is empty. Pass the name of the image bucket.',
+    );
+  }
+  if (!Number.isSafeInteger(options.cacheMaxAgeSeconds) || options.cacheMaxAgeSeconds < 0) {
+    throw new TypeError(
+      `createProxyDelivery: cacheMaxAgeSeconds must be a whole number of seconds >= 0, got ${String(options.cacheMaxAgeSeconds)}.`,
+    );
+  }
+  // Ids are never reused for other bytes, so a cached copy never needs revalidation.
+  const cacheControl = `private, max-age=${options.cacheMaxAgeSeconds}, immutable`;
+
+  return async function deliverImage(req: Request, res: Response, image: ImageRecord) {
+    const method = req.method === 'HEAD' ? 'HEAD' : 'GET';
+    const validators: Validators = {
+      etag: toEntityTag(image.etag),
+      lastModified: image.createdAt.toUTCString(),
+    };
+
+    // Preconditions
+    if (isPreconditionFailed(req.headers, validators)) throw errors.preconditionFailed();
+
+    // Conditional GET, answered from the metadata row without calling S3
+    if (isNotModified(req.headers, validators)) {
+      sendNotModified(res, validators, cacheControl);
+      return;
+    }
+
+    // Range: RFC 9110 §14.2 defines it for GET only, so HEAD describes the full representation.
+    const range = method === 'HEAD' ? FULL : selectCurrentRange(req, image.sizeBytes, validators);
+    if (range.kind === 'unsatisfiable') throw errors.rangeNotSatisfiable(image.sizeBytes);
+
+    // S3 read, cancelled when the client leaves before S3 answers
+    const cancel = new AbortController();
+    const onClose = () => {
+      cancel.abort();
+    };
+    res.once('close', onClose);
+    let stored: StoredObject;
+    try {
+      stored = await readObject(
+        client,
+        { method, bucket, key: image.key, range, ...conditionsForS3(req, validators) },
+        cancel.signal,
+      );
+    } catch (error) {
+      if (cancel.signal.aborted) return;
+      const failure = translateS3Error(error);
+      if (failure.status !== 304) throw failure;
+      sendNotModified(
+        res,
+        { ...validators, etag: validators.etag ?? etagOfS3Answer(error) },
+        cacheControl,
+      );
+      return;
+    } finally {
+      res.off('close', onClose);
+    }
+
+    // Response headers
+    res.status(stored.contentRange === undefined ? 200 : 206);
+    res.setHeader('Content-Type', image.contentType);
+    // Unset only if S3 sent no length; Node then falls back to chunked encoding.
+    if (stored.contentLength !== undefined) res.setHeader('Content-Length', stored.contentLength);
+    if (stored.contentRange !== undefined) res.setHeader('Content-Range', stored.contentRange);
+    res.setHeader('Accept-Ranges', 'bytes');
+    setValidatorHeaders(res, { ...validators, etag: validators.etag ?? stored.etag }, cacheControl);
+    res.setHeader('Content-Disposition', contentDisposition(req, image));
+
+    // HEAD
+    if (!stored.body) {
+      res.end();
+      return;
+    }
+
+    // Body
+    await streamBody(stored.body, res, image, logger);
+  };
+}
+
+/** Apply If-Range to the Range header: a stale validator turns the request into a full GET. */
+function selectCurrentRange(
+  req: Request,
+  sizeBytes: number,
+  validators: Validators,
+): RangeSelection {
+  const range = selectRange(req.headers.range, sizeBytes);
+  if (range.kind === 'full' || ifRangeMatches(req.headers, validators)) return range;
+  return FULL;
+}
+
+/**
+ * Pick the entity-tag conditions that only S3 can evaluate. With the ETag in the metadata row,
+ * conditional.ts has decided them already. Without it, S3 compares them with the object's ETag.
+ */
+function conditionsForS3(
+  req: Request,
+  validators: Validators,
+): Pick<ObjectRequest, 'ifMatch' | 'ifNoneMatch'> {
+  if (validators.etag !== undefined) return { ifMatch: undefined, ifNoneMatch: undefined };
+  const ifMatch = req.headers['if-match']?.trim();
+  return {
+    ifMatch: ifMatch === '*' ? undefined : ifMatch,
+    ifNoneMatch: req.headers['if-none-match'],
+  };
+}
+
+/**
+ * Send HeadObject or GetObject. HEAD never opens a body, so no socket waits on an unread stream.
+ * S3's 304, 412 and 416 arrive here as thrown errors.
+ */
+async function readObject(
+  client: S3Client,
+  request: ObjectRequest,
+  abortSignal: AbortSignal,
+): Promise<StoredObject> {
+  const target = {
+    Bucket: request.bucket,
+    Key: request.key,
+    IfMatch: request.ifMatch,
+    IfNoneMatch: request.ifNoneMatch,
+  };
+
+  if (request.method === 'HEAD') {
+    const head = await client.send(new HeadObjectCommand(target), { abortSignal });
+    return {
+      contentLength: head.ContentLength,
+      contentRange: undefined,
+      etag: head.ETag,
+      body: undefined,
+    };
+  }
+
+  const range =
+    request.range.kind === 'partial'
+      ? `bytes=${request.range.start}-${request.range.end}`
+      : undefined;
+  const object = await client.send(new GetObjectCommand({ ...target, Range: range }), {
+    abortSignal,
+  });
+  if (!(object.Body instanceof Readable)) {
+    throw new TypeError(
+      'S3 GetObject returned no Node.js stream; the client must use a Node HTTP handler.',
+    );
+  }
+  return {
+    contentLength: object.ContentLength,
+    contentRange: object.ContentRange,
+    etag: object.ETag,
+    body: object.Body,
+  };
+}
+
+/**
+ * Stream the S3 body to the client. `pipeline` destroys the body when the response closes early,
+ * which frees its S3 socket. The headers are sent by then, so a failure can only cut the response
+ * short, and it is logged here.
+ */
+async function streamBody(
+  body: Readable,
+  res: Response,
+  image: ImageRecord,
+  logger: ProxyLogger | undefined,
+): Promise<void> {
+  try {
+    await pipeline(body, res);
+  } catch (error) {
+    const failure = translateS3Error(error);
+    // Client gone: nothing to report, and nobody to report it to.
+    if (failure.status === 499) return;
+
+    const details = { err: error, imageId: image.id, key: image.key };
+    const message =
+      'Streaming the image from S3 failed after the headers were sent; the response was cut short.';
+    // 503 and 504 are transient storage trouble. A 502 may be a fault in s3gate or its settings.
+    if (failure.status === 502) logger?.error(details, message);
+    else logger?.warn(details, message);
+  }
+}
+
+/**
+ * Send a 304. It carries the validators and caching headers of the 200 it replaces (RFC 9110
+ * §15.4.5), and no representation headers or body.
+ */
+function sendNotModified(res: Response, validators: Validators, cacheControl: string): void {
+  res.status(304);
+  setValidatorHeaders(res, validators, cacheControl);
+  res.end();
+}
+
+function setValidatorHeaders(res: Response, validators: Validators, cacheControl: string): void {
+  if (validators.etag !== undefined) res.setHeader('ETag', validators.etag);
+  res.setHeader('Last-Modified', validators.lastModified);
+  res.setHeader('Cache-Control', cacheControl);
+  res.setHeader('X-Content-Type-Options', 'nosniff');
+}
+
+/** `inline` with the original name, or `attachment` for `?download` (RFC 6266, RFC 8187 names). */
+function contentDisposition(req: Request, image: ImageRecord): string {
+  const type = req.query.download === undefined ? 'inline' : 'attachment';
+  return createContentDisposition(image.originalName === '' ? undefined : image.originalName, {
+    type,
+  });
+}
+
+/** Quote a stored ETag if needed: S3 returns it quoted, but a row may hold the bare hash. */
+function toEntityTag(etag: string | null): string | undefined {
+  if (etag === null || etag === '') return undefined;
+  if (etag.startsWith('"') || etag.startsWith('W/"')) return etag;
+  return `"${etag}"`;
+}
+
+/**
+ * Read the ETag that S3 sent with its 304. The SDK throws for a 304 but keeps the raw answer in the
+ * error's `$response` (@smithy/core 3). The embedded S3 server sends no ETag on a 304.
+ */
+function etagOfS3Answer(error: unknown): string | undefined {
+  if (typeof error !== 'object' || error === null || !('$response' in error)) return undefined;
+  const response = error.$response as { headers?: Record<string, string | undefined> } | undefined;
+  return response?.headers?.etag;
+}
