@@ -47,10 +47,14 @@
         var message = 'failed (' + xhr.status + ')';
         try {
           message = JSON.parse(xhr.responseText).error.message;
-        } catch (e) { /* keep the status text */ }
+        } catch (e) {
+          /* keep the status text */
+        }
         finish(false, message);
       };
-      xhr.onerror = function () { finish(false, 'network error, try again'); };
+      xhr.onerror = function () {
+        finish(false, 'network error, try again');
+      };
       xhr.send(data);
     });
   }
@@ -59,12 +63,16 @@
     event.preventDefault();
     var files = Array.prototype.slice.call(input.files);
     list.textContent = '';
-    files.reduce(function (previous, file) {
-      return previous.then(function (okSoFar) {
-        return uploadOne(file).then(function (ok) { return okSoFar && ok; });
+    files
+      .reduce(function (previous, file) {
+        return previous.then(function (okSoFar) {
+          return uploadOne(file).then(function (ok) {
+            return okSoFar && ok;
+          });
+        });
+      }, Promise.resolve(true))
+      .then(function (allOk) {
+        if (allOk && files.length > 0) window.location.assign('/?uploaded=' + files.length);
       });
-    }, Promise.resolve(true)).then(function (allOk) {
-      if (allOk && files.length > 0) window.location.assign('/?uploaded=' + files.length);
-    });
   });
 })();
