@@ -59,6 +59,9 @@ const envSchema = z
     ADMIN_PASSWORD: z.string().min(8, 'must be at least 8 characters').max(1024).optional(),
 
     DATABASE_URL: z.string().optional(),
+    REDIS_URL: z.string().optional(),
+    REDIS_KEY_PREFIX: z.string().max(64).default('s3gate:'),
+    WEB_CONCURRENCY: positiveInt.max(64).default(1),
   })
   .superRefine((env, ctx) => {
     const lifetime = env.SIGNED_URL_WINDOW_SECONDS + env.SIGNED_URL_MIN_VALIDITY_SECONDS;
@@ -84,6 +87,21 @@ const envSchema = z
         path: ['S3_BUCKET'],
         message:
           'is required when S3_ENDPOINT is set; without both, the embedded S3 server is used',
+      });
+    }
+    if (env.REDIS_URL && !/^rediss?:\/\//.test(env.REDIS_URL)) {
+      ctx.addIssue({
+        code: 'custom',
+        path: ['REDIS_URL'],
+        message: 'must be a redis:// or rediss:// URL',
+      });
+    }
+    if (env.WEB_CONCURRENCY > 1 && !env.S3_BUCKET) {
+      ctx.addIssue({
+        code: 'custom',
+        path: ['WEB_CONCURRENCY'],
+        message:
+          'above 1 needs an external S3 bucket (S3_BUCKET): the embedded S3 server runs in one process only',
       });
     }
     if (env.DATABASE_URL && !/^postgres(ql)?:\/\//.test(env.DATABASE_URL)) {
@@ -131,6 +149,10 @@ export interface Config {
   login: { maxFailures: number; failureWindowSeconds: number };
   admin: { username: string; password: string | undefined };
   databaseUrl: string | undefined;
+  /** Sessions and login limits go to Redis when set; otherwise sessions use the database. */
+  redis: { url: string | undefined; keyPrefix: string };
+  /** Number of worker processes (node:cluster); 1 runs the app in the main process. */
+  webConcurrency: number;
 }
 
 /** Thrown when the environment is invalid; the message lists every problem at once. */
@@ -209,5 +231,7 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
     },
     admin: { username: e.ADMIN_USERNAME, password: e.ADMIN_PASSWORD },
     databaseUrl: e.DATABASE_URL,
+    redis: { url: e.REDIS_URL, keyPrefix: e.REDIS_KEY_PREFIX },
+    webConcurrency: e.WEB_CONCURRENCY,
   };
 }

@@ -7,10 +7,12 @@ import type { S3Client } from '@aws-sdk/client-s3';
 import type { AwsCredentialIdentity, AwsCredentialIdentityProvider } from '@smithy/types';
 import type { Express } from 'express';
 import type session from 'express-session';
+import type { Store as RateLimitStore } from 'express-rate-limit';
 import { UserRepository } from './auth/user-repository';
 import type { Config } from './config';
 import { openDatabase, type DatabaseHandle } from './db/database';
 import { DatabaseSessionStore } from './db/session-store';
+import { connectRedisStores } from './db/redis-stores';
 import type { ProxyDelivery } from './images/image-router';
 import type { Logger } from './logger';
 import { startEmbeddedS3, EMBEDDED_S3_CREDENTIALS, type EmbeddedS3 } from './storage/embedded-s3';
@@ -56,12 +58,15 @@ function resolveSessionSecret(config: Config, logger: Logger): string {
     );
   }
   const file = path.join(config.dataDir, 'session-secret');
-  if (fs.existsSync(file)) return fs.readFileSync(file, 'utf8').trim();
   fs.mkdirSync(config.dataDir, { recursive: true });
-  const secret = randomBytes(32).toString('hex');
-  fs.writeFileSync(file, secret, { mode: 0o600 });
-  logger.info({ file }, 'generated a session secret for embedded mode');
-  return secret;
+  try {
+    // 'wx' fails if the file exists, so concurrent workers agree on the first secret written.
+    fs.writeFileSync(file, randomBytes(32).toString('hex'), { mode: 0o600, flag: 'wx' });
+    logger.info({ file }, 'generated a session secret for embedded mode');
+  } catch (error) {
+    if ((error as NodeJS.ErrnoException).code !== 'EEXIST') throw error;
+  }
+  return fs.readFileSync(file, 'utf8').trim();
 }
 
 /**
@@ -73,7 +78,14 @@ async function ensureAdmin(config: Config, users: UserRepository, logger: Logger
   if ((await users.countAdmins()) > 0) return;
   const generated = config.admin.password === undefined;
   const password = config.admin.password ?? randomBytes(12).toString('base64url');
-  const admin = await users.create(config.admin.username, password, 'admin');
+  let admin;
+  try {
+    admin = await users.create(config.admin.username, password, 'admin');
+  } catch (error) {
+    // Another worker or instance created the first administrator at the same moment.
+    if ((await users.countAdmins()) > 0) return;
+    throw error;
+  }
   logger.info(
     { event: 'admin_created', userId: admin.id, username: admin.username },
     'created the first administrator',
@@ -163,14 +175,29 @@ export async function startRuntime(
     });
     closers.push(() => database.close());
 
-    const sessionStore = new DatabaseSessionStore(database.db, {
-      defaultTtlMs: config.session.maxAgeSeconds * 1000,
-      onPruneError: (error) => logger.error({ err: error }, 'could not delete expired sessions'),
-    });
-    closers.push(() => {
-      sessionStore.close();
-      return Promise.resolve();
-    });
+    let sessionStore: session.Store;
+    let rateLimitStore: RateLimitStore | undefined;
+    if (config.redis.url) {
+      const redis = await connectRedisStores({
+        url: config.redis.url,
+        keyPrefix: config.redis.keyPrefix,
+        sessionTtlSeconds: config.session.maxAgeSeconds,
+        logger,
+      });
+      closers.push(() => redis.close());
+      sessionStore = redis.sessionStore;
+      rateLimitStore = redis.rateLimitStore;
+    } else {
+      const databaseStore = new DatabaseSessionStore(database.db, {
+        defaultTtlMs: config.session.maxAgeSeconds * 1000,
+        onPruneError: (error) => logger.error({ err: error }, 'could not delete expired sessions'),
+      });
+      closers.push(() => {
+        databaseStore.close();
+        return Promise.resolve();
+      });
+      sessionStore = databaseStore;
+    }
 
     const sessionSecret = resolveSessionSecret(config, logger);
     await ensureAdmin(config, new UserRepository(database.db), logger);
@@ -191,6 +218,7 @@ export async function startRuntime(
       sessionStore,
       sessionSecret,
       ...(proxy ? { proxy } : {}),
+      ...(rateLimitStore ? { rateLimitStore } : {}),
     });
 
     const server = await new Promise<Server>((resolve, reject) => {

@@ -1,3 +1,5 @@
+import cluster from 'node:cluster';
+import { runClusterPrimary } from './cluster-primary';
 import { ConfigError, loadConfig } from './config';
 import { createLogger } from './logger';
 import { startRuntime } from './runtime';
@@ -23,6 +25,10 @@ async function main(): Promise<void> {
     throw error;
   }
   const logger = createLogger(config.logLevel);
+  if (config.webConcurrency > 1 && cluster.isPrimary) {
+    runClusterPrimary(config.webConcurrency, logger);
+    return;
+  }
   const runtime = await startRuntime(config, logger);
 
   let stopping = false;

@@ -10,17 +10,18 @@ export type RangeSelection =
 const FULL: RangeSelection = { kind: 'full' };
 const UNSATISFIABLE: RangeSelection = { kind: 'unsatisfiable' };
 
-// One `first-last` range-spec with both bounds, for telling an inverted range from one past the end.
+const BYTES_UNIT = /^\s*bytes\s*=/i;
 const CLOSED_BYTE_RANGE = /^\s*bytes\s*=\s*(\d+)\s*-\s*(\d+)\s*$/i;
+const SUFFIX_BYTE_RANGE = /^\s*bytes\s*=\s*-\s*(\d+)\s*$/i;
 
 /**
  * Select the bytes a GET returns for a `Range` header (RFC 9110 §14.2), given the representation's
  * size. A missing header, another unit, a malformed header or more than one range selects the
  * full representation, because a server may ignore Range. A single range that starts at or past
- * the end, or a zero-length suffix, is unsatisfiable (416).
+ * the end, a zero-length suffix, or any range of an empty representation is unsatisfiable (416).
  */
 export function selectRange(header: string | undefined, sizeBytes: number): RangeSelection {
-  if (header === undefined) return FULL;
+  if (header === undefined || !BYTES_UNIT.test(header)) return FULL;
 
   // S3's GetObject takes one range, so a multipart/byteranges answer would mean several reads.
   // Checked before parsing because range-parser silently drops the unsatisfiable parts of a list.
@@ -28,8 +29,7 @@ export function selectRange(header: string | undefined, sizeBytes: number): Rang
 
   const ranges = parseRange(sizeBytes, header);
   if (ranges === -2) return FULL;
-  if (ranges === -1) return hasInvertedBounds(header) ? FULL : UNSATISFIABLE;
-  if (ranges.type.toLowerCase() !== 'bytes') return FULL;
+  if (ranges === -1) return reviewUnsatisfiable(header, sizeBytes);
 
   const range = ranges[0];
   if (!range) return UNSATISFIABLE;
@@ -37,11 +37,17 @@ export function selectRange(header: string | undefined, sizeBytes: number): Rang
 }
 
 /**
- * Tell whether the header is `bytes=first-last` with last < first. RFC 9110 §14.1.1 calls that
- * range-spec invalid, so it is ignored. range-parser reports it as unsatisfiable instead.
+ * Correct two cases that range-parser 1.3 reports as unsatisfiable. RFC 9110 §14.1.1 calls
+ * `bytes=first-last` with last < first invalid, so the header is ignored. A suffix longer than
+ * the representation selects all of it (§14.1.2).
  */
-function hasInvertedBounds(header: string): boolean {
-  const match = CLOSED_BYTE_RANGE.exec(header);
-  if (!match?.[1] || !match[2]) return false;
-  return Number(match[2]) < Number(match[1]);
+function reviewUnsatisfiable(header: string, sizeBytes: number): RangeSelection {
+  const closed = CLOSED_BYTE_RANGE.exec(header);
+  if (closed?.[1] && closed[2] && Number(closed[2]) < Number(closed[1])) return FULL;
+
+  const suffix = SUFFIX_BYTE_RANGE.exec(header);
+  if (suffix?.[1] && Number(suffix[1]) > 0 && sizeBytes > 0) {
+    return { kind: 'partial', start: 0, end: sizeBytes - 1 };
+  }
+  return UNSATISFIABLE;
 }

@@ -140,12 +140,23 @@ function readErrorFields(error: unknown): ErrorFields {
     typeof sizeField === 'number' || typeof sizeField === 'string' ? Number(sizeField) : Number.NaN;
 
   fields.name = asString(record.name) ?? asString(record.Code);
-  fields.code = asString(record.code);
+  fields.code = asString(record.code) ?? codeInWrapperMessage(asString(record.message));
   fields.status =
     typeof metadata?.httpStatusCode === 'number' ? metadata.httpStatusCode : undefined;
   fields.throttling = retryable?.throttling === true;
   fields.actualObjectSize = Number.isSafeInteger(actualObjectSize) ? actualObjectSize : undefined;
   return fields;
+}
+
+/**
+ * Recover the Node error code from the SDK's retry wrapper. The retry middleware
+ * (@smithy/core 3) replaces an error that fails its `instanceof Error` check, such as a socket
+ * error from another JavaScript realm under Jest, with a new Error whose message is the only
+ * trace left: "AWS SDK error wrapper for Error: connect ECONNREFUSED 127.0.0.1:9".
+ */
+function codeInWrapperMessage(message: string | undefined): string | undefined {
+  if (!message?.startsWith('AWS SDK error wrapper for ')) return undefined;
+  return /\b(E[A-Z_]{3,})\b/.exec(message)?.[1];
 }
 
 function asRecord(value: unknown): Record<string, unknown> | undefined {

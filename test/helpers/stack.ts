@@ -7,6 +7,7 @@ import { UserRepository } from '../../src/auth/user-repository';
 import { loadConfig } from '../../src/config';
 import { createLogger } from '../../src/logger';
 import { startRuntime, type Runtime, type RuntimeOverrides } from '../../src/runtime';
+import { postgresBackendEnv, usesPostgres } from './backend';
 import { makeImage } from './images';
 
 export const ADMIN_PASSWORD = 'admin-password-for-tests';
@@ -39,18 +40,21 @@ export function makeDataDir(): string {
 
 /**
  * Start a whole s3gate on loopback: the embedded S3 server on a free port, SQLite in a temp
- * folder, and the app on a free port. `env` overrides any variable.
+ * folder (or PostgreSQL and Redis in the postgres+redis project), and the app on a free port.
+ * `env` overrides any variable.
  */
 export async function startTestStack(
   env: Record<string, string> = {},
   overrides: RuntimeOverrides = {},
 ): Promise<TestStack> {
   const dataDir = env.DATA_DIR ?? makeDataDir();
+  const backend = usesPostgres() ? await postgresBackendEnv(dataDir) : {};
   const config = loadConfig({
     PORT: '0',
     EMBEDDED_S3_PORT: '0',
     ADMIN_PASSWORD,
     LOG_LEVEL: 'info',
+    ...backend,
     ...env,
     DATA_DIR: dataDir,
   });
