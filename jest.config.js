@@ -29,6 +29,7 @@ const shared = {
   testEnvironment: 'node',
   // The AWS SDK warns once per process that Node 20 support ends in January 2027; the lock file pins it.
   setupFiles: ['<rootDir>/test/setup-env.ts'],
+  setupFilesAfterEnv: ['<rootDir>/test/setup-after-env.ts'],
 };
 
 /**

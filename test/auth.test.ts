@@ -350,3 +350,15 @@ describe('C18 sessions across a restart', () => {
     expect(warnings.filter((w) => /MemoryStore/.test(w))).toEqual([]);
   });
 });
+
+describe('pages', () => {
+  it.each(['/', '/login', '/admin/upload', '/admin/users'])(
+    'send Cache-Control: no-store on %s',
+    async (path) => {
+      const admin = await loggedInAgent(stack.url);
+      const response = await admin.get(path).redirects(0);
+
+      expect(response.headers['cache-control']).toBe('no-store');
+    },
+  );
+});

@@ -177,9 +177,17 @@ describe('C02 signed headers', () => {
 describe('C04 stable URLs', () => {
   it('returns the byte-identical Location one second later', async () => {
     const { id } = await uploadFixture(agent);
-    const first = locationOf(await agent.get(`/image/${id}`).redirects(0));
-    await new Promise((resolve) => setTimeout(resolve, 1000));
-    const second = locationOf(await agent.get(`/image/${id}`).redirects(0));
+    const { signer } = stack.runtime;
+    let first: string;
+    let second: string;
+    // A window boundary between the two requests rightly changes the URL; then try once more.
+    for (;;) {
+      const windowBefore = signer.windowStart();
+      first = locationOf(await agent.get(`/image/${id}`).redirects(0));
+      await new Promise((resolve) => setTimeout(resolve, 1000));
+      second = locationOf(await agent.get(`/image/${id}`).redirects(0));
+      if (signer.windowStart() === windowBefore) break;
+    }
 
     expect(second).toBe(first);
   });

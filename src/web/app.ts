@@ -120,6 +120,9 @@ export function createApp(deps: AppDependencies): Express {
   app.use(passport.session());
   app.use(express.urlencoded({ extended: false, limit: '16kb', parameterLimit: 20 }));
   app.use((req, res, next) => {
+    // Pages carry per-user data and CSRF tokens, so no cache may keep them. The image routes
+    // replace this with their own caching headers.
+    res.setHeader('Cache-Control', 'no-store');
     res.locals.user = req.user;
     res.locals.title = 's3gate';
     next();

@@ -2,14 +2,13 @@ import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { chromium, type BrowserContext, type CDPSession, type Page } from 'playwright-core';
-import type { Protocol } from 'playwright-core/types/protocol';
 
-/** Debian's Chromium; `npx playwright install` cannot download browsers on these machines. */
+/** Debian's `chromium` package. playwright-core ships no browser, so the tests use the system one. */
 export const CHROMIUM_PATH = '/usr/bin/chromium';
 
 /**
- * Flags for headless Chromium without a sandbox or GPU. The last four keep it from contacting
- * Google's update, sync and field-trial servers, so every request it makes goes to the test stack.
+ * Flags for headless Chromium without a sandbox or GPU. The last four switch off first-run tasks,
+ * background requests, component updates and sync, which would otherwise try to reach Google.
  */
 export const CHROMIUM_ARGS = [
   '--no-sandbox',
@@ -49,11 +48,16 @@ export interface BrowserSession {
  * Launch headless Chromium with a new profile in a temp folder and open one page.
  *
  * A persistent context is a normal profile with an HTTP cache on disk, which is what a user has.
- * `browser.newContext()` would give an incognito-like context whose HTTP cache lives in memory.
+ * `browser.newContext()` gives an incognito-like context whose HTTP cache lives in memory. Chromium
+ * 156 keeps the cache between navigations in both, and reports hits as `fromDiskCache` in both.
  */
-export async function launchChromium(viewport = { width: 1280, height: 1600 }): Promise<BrowserSession> {
+export async function launchChromium(
+  viewport = { width: 1280, height: 1600 },
+): Promise<BrowserSession> {
   if (!isChromiumInstalled()) {
-    throw new Error(`Chromium not found at ${CHROMIUM_PATH}; install it with \`apt-get install -y chromium\`.`);
+    throw new Error(
+      `Chromium not found at ${CHROMIUM_PATH}. Install it with \`apt-get install -y chromium\`.`,
+    );
   }
   const userDataDir = fs.mkdtempSync(path.join(os.tmpdir(), 's3gate-chromium-'));
   try {
@@ -91,26 +95,42 @@ export interface Exchange {
   status: number | undefined;
   /** Response headers with lower-case names. */
   headers: Record<string, string>;
-  /** `Response.fromDiskCache`: the HTTP cache answered, on disk or in memory for incognito. */
+  /** `Response.fromDiskCache`: the HTTP cache served the response (kept in memory for incognito). */
   fromDiskCache: boolean;
-  /** `Network.requestServedFromCache`: the renderer's memory cache answered. */
+  /** `Network.requestServedFromCache`: the renderer's memory cache served the response. */
   servedFromCache: boolean;
   /**
-   * Bytes received from the network for this hop, headers included: `encodedDataLength` of the
-   * redirect response for a redirect hop, of `Network.loadingFinished` for the last hop.
+   * Bytes received from the network for this hop, including headers. A redirect hop takes the
+   * redirect response's `encodedDataLength`, and the last hop that of `Network.loadingFinished`.
    */
   encodedDataLength: number | undefined;
   /** Location that a redirect hop led to. */
   redirectedTo: string | undefined;
-  /** Set once the hop has ended: redirected, finished or failed. */
+  /** Whether the hop has ended, by a redirect, a finished load or a failure. */
   done: boolean;
   /** `errorText` of `Network.loadingFailed`. */
   failure: string | undefined;
 }
 
-function lowerCaseHeaders(headers: Protocol.Network.Headers): Record<string, string> {
+/** The fields of a CDP `Network.Response` read here, because playwright-core does not export them. */
+interface CdpResponse {
+  status: number;
+  headers: Record<string, string>;
+  fromDiskCache?: boolean;
+  encodedDataLength: number;
+}
+
+/** The fields of a CDP `Network.requestWillBeSent` event read here. */
+interface RequestWillBeSentEvent {
+  requestId: string;
+  type?: string;
+  request: { url: string };
+  redirectResponse?: CdpResponse;
+}
+
+function lowerCaseHeaders(headers: Record<string, string>): Record<string, string> {
   const result: Record<string, string> = {};
-  for (const [name, value] of Object.entries(headers)) result[name.toLowerCase()] = String(value);
+  for (const [name, value] of Object.entries(headers)) result[name.toLowerCase()] = value;
   return result;
 }
 
@@ -122,7 +142,7 @@ export class NetworkRecorder {
   readonly exchanges: Exchange[] = [];
   private readonly lastHop = new Map<string, Exchange>();
 
-  private constructor(private readonly session: CDPSession) {
+  private constructor(session: CDPSession) {
     session.on('Network.requestWillBeSent', (event) => this.onRequestWillBeSent(event));
     session.on('Network.requestServedFromCache', (event) => {
       const exchange = this.lastHop.get(event.requestId);
@@ -158,7 +178,7 @@ export class NetworkRecorder {
     return recorder;
   }
 
-  private onRequestWillBeSent(event: Protocol.Network.requestWillBeSentPayload): void {
+  private onRequestWillBeSent(event: RequestWillBeSentEvent): void {
     // A redirect arrives as the next hop's requestWillBeSent, carrying the previous hop's response.
     const previous = this.lastHop.get(event.requestId);
     if (previous && event.redirectResponse) {
@@ -193,20 +213,18 @@ export class NetworkRecorder {
     this.lastHop.clear();
   }
 
-  /** Wait until every recorded exchange has ended; throws with the open URLs after `timeoutMs`. */
+  /** Wait until every recorded exchange has ended. Throws, listing the open URLs, after `timeoutMs`. */
   async settle(timeoutMs = 10_000): Promise<void> {
     const deadline = Date.now() + timeoutMs;
     for (;;) {
       const open = this.exchanges.filter((exchange) => !exchange.done);
       if (open.length === 0) return;
       if (Date.now() > deadline) {
-        throw new Error(`network requests still open after ${timeoutMs} ms: ${open.map((e) => e.url).join(', ')}`);
+        throw new Error(
+          `timed out after ${timeoutMs} ms waiting for network requests to end: ${open.map((e) => e.url).join(', ')}`,
+        );
       }
       await new Promise((resolve) => setTimeout(resolve, 50));
     }
-  }
-
-  async detach(): Promise<void> {
-    await this.session.detach();
   }
 }

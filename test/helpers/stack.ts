@@ -34,8 +34,18 @@ export interface TestStack {
   stop(): Promise<void>;
 }
 
+const createdDataDirs = new Set<string>();
+
 export function makeDataDir(): string {
-  return fs.mkdtempSync(path.join(os.tmpdir(), 's3gate-test-'));
+  const dir = fs.mkdtempSync(path.join(os.tmpdir(), 's3gate-test-'));
+  createdDataDirs.add(dir);
+  return dir;
+}
+
+/** Delete the data directories this test file created; run after all its tests. */
+export function removeDataDirs(): void {
+  for (const dir of createdDataDirs) fs.rmSync(dir, { recursive: true, force: true });
+  createdDataDirs.clear();
 }
 
 /**
