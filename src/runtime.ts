@@ -165,6 +165,11 @@ export async function startRuntime(
           { event: 'url_lifetime_clamped', lifetimeSeconds, credentialsExpireAt },
           'signed URL lifetime shortened to the expiry of the temporary credentials',
         ),
+      onFastPathDisabled: (reason) =>
+        logger.warn(
+          { event: 'fast_presign_disabled', reason },
+          'built-in presigner disagrees with the AWS SDK; signing every URL with the SDK (slower, still correct)',
+        ),
     });
     const imageOrigin = new URL(await signer.sign({ key: `${config.s3.keyPrefix}origin-probe` }))
       .origin;

@@ -18,7 +18,7 @@ const UNAVAILABLE_CODES = new Set([
 
 const TIMEOUT_CODES = new Set(['ETIMEDOUT', 'ESOCKETTIMEDOUT']);
 
-// TimeoutError comes from the SDK's HTTP handler; RequestTimeout is S3's own 400 for a stalled body.
+// TimeoutError comes from the SDK's HTTP handler. RequestTimeout is S3's own 400 for a stalled body.
 const TIMEOUT_NAMES = new Set(['TimeoutError', 'RequestTimeout']);
 
 // AWS and S3-compatible stores use several names for throttling. The SDK also flags it in $retryable.
@@ -52,7 +52,7 @@ interface ErrorFields {
   name: string | undefined;
   /** Node's system or stream error code, such as ECONNREFUSED. */
   code: string | undefined;
-  /** HTTP status of S3's answer, when S3 answered. */
+  /** HTTP status of S3's response, when S3 responded. */
   status: number | undefined;
   throttling: boolean;
   /** Object size that S3 reports with InvalidRange. */
@@ -83,7 +83,7 @@ function classify(fields: ErrorFields, operation: S3Operation): HttpError {
   const name = fields.name ?? '';
   const code = fields.code ?? '';
 
-  // Conditional read answered by S3
+  // S3 responded 304 to a conditional read
   if (fields.status === 304) return errors.notModified();
 
   // Client gone
@@ -109,7 +109,7 @@ function classify(fields: ErrorFields, operation: S3Operation): HttpError {
 }
 
 /**
- * Tell whether S3 reports the key as missing. Without s3:ListBucket permission S3 answers 403
+ * Tell whether S3 reports the key as missing. Without s3:ListBucket permission S3 returns 403
  * AccessDenied for a missing key, so a 403 counts unless its code blames the credentials.
  * HeadObject's 403 has no body and no code, so on HEAD a signature error also becomes a 404; the
  * `cause` keeps the original for the log.

@@ -1,7 +1,9 @@
 import { GetObjectCommand, HeadObjectCommand, type S3Client } from '@aws-sdk/client-s3';
 import { getSignedUrl } from '@aws-sdk/s3-request-presigner';
 import { LRUCache } from 'lru-cache';
+import type { AwsCredentialIdentity } from '@smithy/types';
 import { MAX_URL_LIFETIME_SECONDS } from '../config';
+import { PROBE_KEY, QueryPresigner, targetFromSdkUrl } from './query-presigner';
 
 /** Response headers that S3 sets from `response-*` query parameters of a signed URL. */
 export interface ResponseOverrides {
@@ -33,6 +35,13 @@ export interface UrlSignerOptions {
   now?: () => number;
   /** Called once per credential expiry when a URL lifetime is shortened to fit it. */
   onLifetimeClamped?: (info: { lifetimeSeconds: number; credentialsExpireAt: Date }) => void;
+  /**
+   * Called when the fast presigner's URL for a probe differs from the SDK's, so every URL is
+   * signed by the SDK instead. Default: ignore. Set false in `fastPath` to always use the SDK.
+   */
+  onFastPathDisabled?: (reason: string) => void;
+  /** Sign with the built-in SigV4 presigner after checking it against the SDK. Default true. */
+  fastPath?: boolean;
 }
 
 export interface UrlSigner {
@@ -40,6 +49,7 @@ export interface UrlSigner {
   /** Start of the current signing window, in seconds since the epoch. */
   windowStart(): number;
   readonly stats: { hits: number; misses: number; clamped: number };
+  usesFastPath(): Promise<boolean>;
 }
 
 /**
@@ -65,6 +75,8 @@ export function createUrlSigner(options: UrlSignerOptions): UrlSigner {
   const stats = { hits: 0, misses: 0, clamped: 0 };
   let lastClampReportedFor: number | undefined;
 
+  let fastPresigner: Promise<QueryPresigner | undefined> | undefined;
+
   const windowStart = () => Math.floor(now() / 1000 / windowSeconds) * windowSeconds;
 
   // Temporary credentials (STS, SSO, IAM roles) stop working at their expiry, and so does every
@@ -84,6 +96,91 @@ export function createUrlSigner(options: UrlSignerOptions): UrlSigner {
       });
     }
     return Math.max(remaining, 1);
+  }
+
+  function toInput(key: string, method: 'GET' | 'HEAD', o: ResponseOverrides) {
+    const input = {
+      Bucket: options.bucket,
+      Key: key,
+      ResponseCacheControl: o.cacheControl,
+      ResponseExpires: o.expires,
+      ResponseContentDisposition: o.contentDisposition,
+      ResponseContentType: o.contentType,
+    };
+    return method === 'HEAD' ? new HeadObjectCommand(input) : new GetObjectCommand(input);
+  }
+
+  function sdkSign(
+    key: string,
+    method: 'GET' | 'HEAD',
+    o: ResponseOverrides,
+    signingDate: Date,
+    expiresIn: number,
+  ) {
+    return getSignedUrl(options.client, toInput(key, method, o), { signingDate, expiresIn });
+  }
+
+  function fastSign(
+    presigner: QueryPresigner,
+    key: string,
+    method: 'GET' | 'HEAD',
+    o: ResponseOverrides,
+    credentials: AwsCredentialIdentity,
+    signingDate: Date,
+    expiresInSeconds: number,
+  ): string {
+    // The same query parameters, with the same names and value formats, as the SDK's serializer.
+    // The SDK adds x-id=GetObject to GetObject URLs (GET shares its path with other operations);
+    // HeadObject URLs have none.
+    const query: Record<string, string> = method === 'GET' ? { 'x-id': 'GetObject' } : {};
+    if (o.cacheControl !== undefined) query['response-cache-control'] = o.cacheControl;
+    if (o.contentDisposition !== undefined)
+      query['response-content-disposition'] = o.contentDisposition;
+    if (o.contentType !== undefined) query['response-content-type'] = o.contentType;
+    if (o.expires !== undefined) query['response-expires'] = o.expires.toUTCString();
+    return presigner.presign({ method, key, query, credentials, signingDate, expiresInSeconds });
+  }
+
+  /**
+   * Build the fast presigner from an SDK-signed probe URL, then check that both sign a set of
+   * awkward keys and overrides to the same bytes. Any difference keeps the SDK for every URL.
+   */
+  async function createFastPresigner(
+    credentials: AwsCredentialIdentity,
+  ): Promise<QueryPresigner | undefined> {
+    if (options.fastPath === false) return undefined;
+    const signingDate = new Date(windowStart() * 1000);
+    try {
+      const presigner = new QueryPresigner(
+        targetFromSdkUrl(await sdkSign(PROBE_KEY, 'GET', {}, signingDate, 60)),
+      );
+      const probes: [string, 'GET' | 'HEAD', ResponseOverrides][] = [
+        ["images/a b+c=d%e:f!*()'~ü写.png", 'GET', {}],
+        ['x/y', 'HEAD', {}],
+        [
+          'images/p.png',
+          'GET',
+          {
+            cacheControl: 'private, max-age=60, immutable',
+            expires: signingDate,
+            contentDisposition: 'attachment; filename="a b.png"; filename*=UTF-8\'\'%E5%86%99',
+            contentType: 'image/png',
+          },
+        ],
+      ];
+      for (const [key, method, o] of probes) {
+        const expected = await sdkSign(key, method, o, signingDate, 300);
+        const actual = fastSign(presigner, key, method, o, credentials, signingDate, 300);
+        if (actual !== expected) {
+          options.onFastPathDisabled?.(`signed URLs differ for key "${key}"`);
+          return undefined;
+        }
+      }
+      return presigner;
+    } catch (error) {
+      options.onFastPathDisabled?.(error instanceof Error ? error.message : String(error));
+      return undefined;
+    }
   }
 
   async function sign(request: SignRequest): Promise<string> {
@@ -112,22 +209,20 @@ export function createUrlSigner(options: UrlSignerOptions): UrlSigner {
     }
     stats.misses += 1;
 
-    const input = {
-      Bucket: options.bucket,
-      Key: request.key,
-      ResponseCacheControl: o.cacheControl,
-      ResponseExpires: o.expires,
-      ResponseContentDisposition: o.contentDisposition,
-      ResponseContentType: o.contentType,
-    };
-    const command = method === 'HEAD' ? new HeadObjectCommand(input) : new GetObjectCommand(input);
-    const url = await getSignedUrl(options.client, command, {
-      signingDate: new Date(start * 1000),
-      expiresIn: resolveLifetime(start, credentials.expiration),
-    });
+    fastPresigner ??= createFastPresigner(credentials);
+    const presigner = await fastPresigner;
+    const signingDate = new Date(start * 1000);
+    const expiresIn = resolveLifetime(start, credentials.expiration);
+    const url = presigner
+      ? fastSign(presigner, request.key, method, o, credentials, signingDate, expiresIn)
+      : await sdkSign(request.key, method, o, signingDate, expiresIn);
     cache.set(cacheKey, url);
     return url;
   }
 
-  return { sign, windowStart, stats };
+  /** Whether URLs come from the built-in presigner (true) or the SDK (false); resolves after the first sign. */
+  const usesFastPath = async () =>
+    (await (fastPresigner ?? Promise.resolve(undefined))) !== undefined;
+
+  return { sign, windowStart, stats, usesFastPath };
 }
