@@ -55,10 +55,7 @@ module.exports = async () => {
       ...shared,
       displayName: 'postgres+redis',
       roots: ['<rootDir>/test'],
-      testMatch: [
-        '<rootDir>/test/{redirect,auth,upload,scale-out}.test.ts',
-        '<rootDir>/test/proxy/**/*.test.ts',
-      ],
+      testMatch: ['<rootDir>/test/{redirect,auth,upload,scale-out,modes}.test.ts'],
       setupFiles: [...shared.setupFiles, '<rootDir>/test/setup-postgres.ts'],
       globalTeardown: '<rootDir>/test/helpers/drop-test-databases.ts',
     });

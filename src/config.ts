@@ -46,6 +46,8 @@ const envSchema = z
     SIGNED_URL_WINDOW_SECONDS: positiveInt.default(3600),
     SIGNED_URL_MIN_VALIDITY_SECONDS: nonNegativeInt.default(600),
     SIGNED_URL_CACHE_SIZE: positiveInt.default(10000),
+    REDIRECT_CACHE: z.enum(['none', 'aligned']).default('none'),
+    REDIRECT_CACHE_MARGIN_SECONDS: nonNegativeInt.default(60),
 
     IMAGE_MAX_BYTES: positiveInt.default(10 * 1024 * 1024),
     IMAGE_CACHE_MAX_AGE_SECONDS: positiveInt.default(31536000),
@@ -144,6 +146,11 @@ export interface Config {
   deliveryMode: DeliveryMode;
   s3: S3Config;
   signedUrl: { windowSeconds: number; minValiditySeconds: number; cacheSize: number };
+  /**
+   * "none": the 302 is never cached. "aligned": the 302 is cached privately until the signed URL
+   * expires, less `marginSeconds`, and the image exactly until the URL expires.
+   */
+  redirectCache: { mode: 'none' | 'aligned'; marginSeconds: number };
   images: { maxBytes: number; cacheMaxAgeSeconds: number };
   session: { secret: string | undefined; maxAgeSeconds: number };
   login: { maxFailures: number; failureWindowSeconds: number };
@@ -223,6 +230,7 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
       minValiditySeconds: e.SIGNED_URL_MIN_VALIDITY_SECONDS,
       cacheSize: e.SIGNED_URL_CACHE_SIZE,
     },
+    redirectCache: { mode: e.REDIRECT_CACHE, marginSeconds: e.REDIRECT_CACHE_MARGIN_SECONDS },
     images: { maxBytes: e.IMAGE_MAX_BYTES, cacheMaxAgeSeconds: e.IMAGE_CACHE_MAX_AGE_SECONDS },
     session: { secret: e.SESSION_SECRET, maxAgeSeconds: e.SESSION_MAX_AGE_SECONDS },
     login: {

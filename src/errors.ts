@@ -65,7 +65,7 @@ export const errors = {
       ...(sizeBytes === undefined ? {} : { headers: { 'Content-Range': `bytes */${sizeBytes}` } }),
     }),
   /**
-   * Not a failure: S3 answered 304 to a conditional read, and the SDK throws for that status.
+   * Not a failure: S3 responded 304 to a conditional read, and the SDK throws for that status.
    * http-errors builds no 3xx errors, so this is a plain Error that `isHttpError` accepts. Should it
    * reach the error handler, Node still sends a 304 without a body.
    */

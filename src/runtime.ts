@@ -13,7 +13,7 @@ import type { Config } from './config';
 import { openDatabase, type DatabaseHandle } from './db/database';
 import { DatabaseSessionStore } from './db/session-store';
 import { connectRedisStores } from './db/redis-stores';
-import type { ProxyDelivery } from './images/image-router';
+import { createProxyDelivery } from './images/proxy-delivery';
 import type { Logger } from './logger';
 import { startEmbeddedS3, EMBEDDED_S3_CREDENTIALS, type EmbeddedS3 } from './storage/embedded-s3';
 import { createS3Client } from './storage/s3-client';
@@ -36,8 +36,6 @@ export interface Runtime {
 }
 
 export interface RuntimeOverrides {
-  /** Proxy delivery to use in proxy mode. */
-  proxy?: (client: S3Client, config: Config, logger: Logger) => ProxyDelivery;
   /**
    * Credentials for an external S3 endpoint. Default: the SDK's provider chain (AWS_* variables,
    * shared profile, IAM role), which is what production uses.
@@ -208,10 +206,14 @@ export async function startRuntime(
     await ensureAdmin(config, new UserRepository(database.db), logger);
 
     const proxy =
-      config.deliveryMode === 'proxy' ? overrides.proxy?.(s3Client, config, logger) : undefined;
-    if (config.deliveryMode === 'proxy' && !proxy) {
-      throw new Error('DELIVERY_MODE=proxy needs a proxy delivery, and none was provided.');
-    }
+      config.deliveryMode === 'proxy'
+        ? createProxyDelivery({
+            client: s3Client,
+            bucket: config.s3.bucket,
+            cacheMaxAgeSeconds: config.images.cacheMaxAgeSeconds,
+            logger,
+          })
+        : undefined;
 
     const app = createApp({
       config,

@@ -3,7 +3,7 @@ import fresh from 'fresh';
 
 /** The validators of the selected representation, as its ETag and Last-Modified headers carry them. */
 export interface Validators {
-  /** Entity-tag with its quotes, such as `"9b2cf535f27731c974343645a3985328"`; undefined when unknown. */
+  /** Entity-tag with its quotes, such as `"9b2cf535f27731c974343645a3985328"`, or undefined when unknown. */
   etag: string | undefined;
   /** HTTP-date, so comparisons use the header's one-second precision. */
   lastModified: string;
@@ -42,13 +42,14 @@ export function isPreconditionFailed(
 
 /**
  * Evaluate If-None-Match, or If-Modified-Since when If-None-Match is absent (RFC 9110 §13.2.2,
- * steps 3 and 4). Returns true when a GET or HEAD is answered 304. jshttp `fresh` compares
+ * steps 3 and 4). Returns true when a GET or HEAD gets a 304. jshttp `fresh` compares
  * entity-tags weakly, accepts lists and `*`, and ignores an invalid date. An If-None-Match list
  * other than `*` never matches an unknown ETag, so the caller must send it on to S3.
  */
 export function isNotModified(headers: IncomingHttpHeaders, validators: Validators): boolean {
-  // NOTE: fresh also returns false for a request with `Cache-Control: no-cache`, as browsers send
-  // on a forced reload. RFC 9110 does not ask an origin server for that; it costs one full answer.
+  // NOTE: fresh also returns false for a request with `Cache-Control: no-cache`, which browsers
+  // send on a forced reload. RFC 9110 does not require that of an origin server, and the cost is
+  // one full response.
   return fresh(headers, { etag: validators.etag, 'last-modified': validators.lastModified });
 }
 

@@ -23,7 +23,7 @@ const SUFFIX_BYTE_RANGE = /^\s*bytes\s*=\s*-\s*(\d+)\s*$/i;
 export function selectRange(header: string | undefined, sizeBytes: number): RangeSelection {
   if (header === undefined || !BYTES_UNIT.test(header)) return FULL;
 
-  // S3's GetObject takes one range, so a multipart/byteranges answer would mean several reads.
+  // S3's GetObject takes one range, so a multipart/byteranges response would need several reads.
   // Checked before parsing because range-parser silently drops the unsatisfiable parts of a list.
   if (header.includes(',')) return FULL;
 

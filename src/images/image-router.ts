@@ -1,7 +1,7 @@
 import { create as createContentDisposition } from 'content-disposition';
 import express, { type Request, type RequestHandler, type Response, type Router } from 'express';
 import { errors } from '../errors';
-import type { ResponseOverrides, UrlSigner } from '../storage/url-signer';
+import { presignedUrlExpiry, type ResponseOverrides, type UrlSigner } from '../storage/url-signer';
 import { isImageId } from './image-id';
 import type { ImageRecord } from './image-repository';
 
@@ -31,6 +31,15 @@ export interface ImageRouterOptions {
   proxy?: ProxyDelivery;
   /** max-age of the caching headers added to objects stored without them. */
   cacheMaxAgeSeconds: number;
+  /**
+   * Opt-in cached redirects: "aligned" lets the browser keep the 302 privately until the signed
+   * URL expires, less `marginSeconds`, so a repeat view makes no request at all. The cost is a
+   * longer revocation delay: a signed-out or removed user keeps seeing cached images until then.
+   * Default "none": the 302 is never cached.
+   */
+  redirectCache?: { mode: 'none' | 'aligned'; marginSeconds: number };
+  /** Clock in milliseconds, for tests. */
+  now?: () => number;
 }
 
 /** Build the Content-Disposition for a download: ASCII fallback plus RFC 5987 filename*. */
@@ -79,6 +88,8 @@ export function createImageRouter(options: ImageRouterOptions): Router {
   const isSignedIn = options.isSignedIn ?? ((req: Request) => req.isAuthenticated());
   const authorize = options.authorize ?? (() => true);
   const loginPath = options.loginPath ?? '/login';
+  const aligned = options.redirectCache?.mode === 'aligned';
+  const now = options.now ?? Date.now;
 
   const handler: RequestHandler = async (req, res) => {
     // Anonymous requests: never a URL, never a cacheable answer.
@@ -109,11 +120,20 @@ export function createImageRouter(options: ImageRouterOptions): Router {
       key: image.key,
       method: req.method === 'HEAD' ? 'HEAD' : 'GET',
       overrides: overridesFor(image, req, signer, options.cacheMaxAgeSeconds),
+      cacheUntilExpiry: aligned,
     });
     res.status(302);
-    res.setHeader('Cache-Control', REDIRECT_CACHE_CONTROL);
-    res.setHeader('Pragma', 'no-cache');
-    res.setHeader('Expires', '0');
+    const cacheSeconds = aligned
+      ? Math.floor((presignedUrlExpiry(url) - now()) / 1000) -
+        (options.redirectCache?.marginSeconds ?? 0)
+      : 0;
+    if (cacheSeconds > 0) {
+      res.setHeader('Cache-Control', `private, max-age=${cacheSeconds}`);
+    } else {
+      res.setHeader('Cache-Control', REDIRECT_CACHE_CONTROL);
+      res.setHeader('Pragma', 'no-cache');
+      res.setHeader('Expires', '0');
+    }
     res.setHeader('X-Content-Type-Options', 'nosniff');
     // Set directly: res.location() would re-encode the already percent-encoded signed URL.
     res.setHeader('Location', url);

@@ -29,13 +29,13 @@ export interface ProxyDeliveryOptions {
   /** max-age in seconds of the Cache-Control header on 200, 206 and 304 responses. */
   cacheMaxAgeSeconds: number;
   /**
-   * Receives failures of the body stream. The response has started by then, so the error handler
-   * never sees them. Default: no logging.
+   * Logger for failures of the body stream. They happen after the headers are sent, so they never
+   * reach the error handler. Default: no logging.
    */
   logger?: ProxyLogger | undefined;
 }
 
-/** One S3 read, as the request asks for it. */
+/** Parameters of one S3 read, derived from the client's request. */
 interface ObjectRequest {
   method: 'GET' | 'HEAD';
   bucket: string;
@@ -46,10 +46,10 @@ interface ObjectRequest {
   ifNoneMatch: string | undefined;
 }
 
-/** What S3 returned, reduced to what the response needs. */
+/** The parts of S3's response that the client's response needs. */
 interface StoredObject {
   contentLength: number | undefined;
-  /** Set when S3 answered 206. */
+  /** Set when S3 responded with 206. */
   contentRange: string | undefined;
   etag: string | undefined;
   /** Undefined for HEAD. */
@@ -60,7 +60,7 @@ const FULL: RangeSelection = { kind: 'full' };
 
 /**
  * Create the proxy-mode delivery for `createImageRouter`: it streams the object through the app
- * and answers conditional, range and HEAD requests (RFC 9110 §13 and §14). The router has
+ * and handles conditional, range and HEAD requests (RFC 9110 §13 and §14). The router has
  * already checked the session, the id and the access rule. S3 failures are thrown as catalogue
  * errors (see translateS3Error) and never leave caching headers on the error response.
  */
@@ -89,7 +89,7 @@ export function createProxyDelivery(options: ProxyDeliveryOptions): ProxyDeliver
     // Preconditions
     if (isPreconditionFailed(req.headers, validators)) throw errors.preconditionFailed();
 
-    // Conditional GET, answered from the metadata row without calling S3
+    // Conditional GET, decided from the metadata row without calling S3
     if (isNotModified(req.headers, validators)) {
       sendNotModified(res, validators, cacheControl);
       return;
@@ -99,7 +99,7 @@ export function createProxyDelivery(options: ProxyDeliveryOptions): ProxyDeliver
     const range = method === 'HEAD' ? FULL : selectCurrentRange(req, image.sizeBytes, validators);
     if (range.kind === 'unsatisfiable') throw errors.rangeNotSatisfiable(image.sizeBytes);
 
-    // S3 read, cancelled when the client leaves before S3 answers
+    // S3 read, cancelled when the client disconnects before S3 responds
     const cancel = new AbortController();
     const onClose = () => {
       cancel.abort();
@@ -118,7 +118,7 @@ export function createProxyDelivery(options: ProxyDeliveryOptions): ProxyDeliver
       if (failure.status !== 304) throw failure;
       sendNotModified(
         res,
-        { ...validators, etag: validators.etag ?? etagOfS3Answer(error) },
+        { ...validators, etag: validators.etag ?? etagOfS3Response(error) },
         cacheControl,
       );
       return;
@@ -129,7 +129,7 @@ export function createProxyDelivery(options: ProxyDeliveryOptions): ProxyDeliver
     // Response headers
     res.status(stored.contentRange === undefined ? 200 : 206);
     res.setHeader('Content-Type', image.contentType);
-    // Unset only if S3 sent no length; Node then falls back to chunked encoding.
+    // Left unset only if S3 sent no length. Node then falls back to chunked encoding.
     if (stored.contentLength !== undefined) res.setHeader('Content-Length', stored.contentLength);
     if (stored.contentRange !== undefined) res.setHeader('Content-Range', stored.contentRange);
     res.setHeader('Accept-Ranges', 'bytes');
@@ -209,7 +209,7 @@ async function readObject(
   });
   if (!(object.Body instanceof Readable)) {
     throw new TypeError(
-      'S3 GetObject returned no Node.js stream; the client must use a Node HTTP handler.',
+      'S3 GetObject returned no Node.js stream. Create the S3 client with a Node HTTP handler.',
     );
   }
   return {
@@ -235,12 +235,12 @@ async function streamBody(
     await pipeline(body, res);
   } catch (error) {
     const failure = translateS3Error(error);
-    // Client gone: nothing to report, and nobody to report it to.
+    // The client disconnected. pipeline has destroyed the S3 body, so there is nothing to log.
     if (failure.status === 499) return;
 
     const details = { err: error, imageId: image.id, key: image.key };
     const message =
-      'Streaming the image from S3 failed after the headers were sent; the response was cut short.';
+      'Streaming the image from S3 failed after the headers were sent, so the response was cut short.';
     // 503 and 504 are transient storage trouble. A 502 may be a fault in s3gate or its settings.
     if (failure.status === 502) logger?.error(details, message);
     else logger?.warn(details, message);
@@ -272,7 +272,7 @@ function contentDisposition(req: Request, image: ImageRecord): string {
   });
 }
 
-/** Quote a stored ETag if needed: S3 returns it quoted, but a row may hold the bare hash. */
+/** Quote a stored ETag if needed: S3 returns it quoted, but a row may contain the bare hash. */
 function toEntityTag(etag: string | null): string | undefined {
   if (etag === null || etag === '') return undefined;
   if (etag.startsWith('"') || etag.startsWith('W/"')) return etag;
@@ -280,10 +280,10 @@ function toEntityTag(etag: string | null): string | undefined {
 }
 
 /**
- * Read the ETag that S3 sent with its 304. The SDK throws for a 304 but keeps the raw answer in the
- * error's `$response` (@smithy/core 3). The embedded S3 server sends no ETag on a 304.
+ * Read the ETag that S3 sent with its 304. The SDK throws for a 304 but keeps the raw response in
+ * the error's `$response` (@smithy/core 3). The embedded S3 server sends no ETag on a 304.
  */
-function etagOfS3Answer(error: unknown): string | undefined {
+function etagOfS3Response(error: unknown): string | undefined {
   if (typeof error !== 'object' || error === null || !('$response' in error)) return undefined;
   const response = error.$response as { headers?: Record<string, string | undefined> } | undefined;
   return response?.headers?.etag;

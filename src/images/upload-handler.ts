@@ -3,7 +3,8 @@ import type { S3Client } from '@aws-sdk/client-s3';
 import Busboy from 'busboy';
 import { create as createContentDisposition } from 'content-disposition';
 import type { NextFunction, Request, RequestHandler, Response } from 'express';
-import { errors } from '../errors';
+import { errors, isHttpError } from '../errors';
+import { translateS3Error } from '../storage/s3-errors';
 import { putObjectStream, deleteObjectQuietly } from '../storage/object-upload';
 import { newImageId } from './image-id';
 import type { ImageRecord, NewImage } from './image-repository';
@@ -155,15 +156,21 @@ export function createUploadHandler(options: UploadHandlerOptions): RequestHandl
     file.once('error', (error: Error) => body.destroy(error));
 
     const maxAge = options.cacheMaxAgeSeconds;
-    const stored = await putObjectStream(options.client, {
-      bucket: options.bucket,
-      key,
-      body,
-      contentType: image.contentType,
-      cacheControl: `private, max-age=${maxAge}, immutable`,
-      expires: new Date(Date.now() + maxAge * 1000),
-      contentDisposition: createContentDisposition(filename, { type: 'inline' }),
-    });
+    let stored;
+    try {
+      stored = await putObjectStream(options.client, {
+        bucket: options.bucket,
+        key,
+        body,
+        contentType: image.contentType,
+        cacheControl: `private, max-age=${maxAge}, immutable`,
+        expires: new Date(Date.now() + maxAge * 1000),
+        contentDisposition: createContentDisposition(filename, { type: 'inline' }),
+      });
+    } catch (error) {
+      // Body errors (size limit, client gone) are ours already; the rest come from S3.
+      throw isHttpError(error) ? error : translateS3Error(error, 'write');
+    }
 
     const record: NewImage = {
       id,

@@ -30,6 +30,9 @@ export function createS3Client(options: S3ClientOptions): S3Client {
       httpsAgent: new HttpsAgent(agentOptions),
       connectionTimeout: options.connectTimeoutMs ?? 3000,
       requestTimeout: options.requestTimeoutMs ?? 30000,
+      // Without this, @smithy/node-http-handler 4.x only logs a warning at the request timeout,
+      // and a silent S3 server would hold the request (and a pooled socket) forever.
+      throwOnRequestTimeout: true,
     }),
     // The SDK's default CRC32 checksums break some S3-compatible stores and add nothing on top of
     // TLS and Content-MD5-free PUTs for our use; only send them where an operation requires one.

@@ -19,6 +19,11 @@ export interface SignRequest {
   /** S3 checks the method in the signature, so a HEAD needs a URL signed for HeadObject. */
   method?: 'GET' | 'HEAD';
   overrides?: ResponseOverrides;
+  /**
+   * Make the object fresh in the browser exactly until the URL expires: `response-cache-control:
+   * private` and `response-expires` at the URL's expiry, replacing any cache overrides above.
+   */
+  cacheUntilExpiry?: boolean;
 }
 
 export interface UrlSignerOptions {
@@ -50,6 +55,16 @@ export interface UrlSigner {
   windowStart(): number;
   readonly stats: { hits: number; misses: number; clamped: number };
   usesFastPath(): Promise<boolean>;
+}
+
+/** Expiry of a SigV4 presigned URL in milliseconds since the epoch, from X-Amz-Date and X-Amz-Expires. */
+export function presignedUrlExpiry(url: string): number {
+  const query = url.slice(url.indexOf('?') + 1);
+  const date = /(?:^|&)X-Amz-Date=(\d{4})(\d{2})(\d{2})T(\d{2})(\d{2})(\d{2})Z/.exec(query);
+  const expires = /(?:^|&)X-Amz-Expires=(\d+)/.exec(query);
+  if (!date || !expires) return 0;
+  const [, y, mo, d, h, mi, se] = date.map(Number);
+  return Date.UTC(y ?? 0, (mo ?? 1) - 1, d, h, mi, se) + Number(expires[1]) * 1000;
 }
 
 /**
@@ -186,7 +201,8 @@ export function createUrlSigner(options: UrlSignerOptions): UrlSigner {
   async function sign(request: SignRequest): Promise<string> {
     const start = windowStart();
     const method = request.method ?? 'GET';
-    const o = request.overrides ?? {};
+    const cacheUntilExpiry = request.cacheUntilExpiry === true;
+    let o = request.overrides ?? {};
     // The SDK memoizes its credential provider, so this costs a resolved promise on the warm path.
     // The key includes the credentials so that a refresh never serves a URL signed by the old ones.
     const credentials = await options.client.config.credentials();
@@ -195,6 +211,7 @@ export function createUrlSigner(options: UrlSignerOptions): UrlSigner {
       credentials.expiration?.getTime() ?? '',
       start,
       method,
+      cacheUntilExpiry,
       request.key,
       o.cacheControl ?? '',
       o.expires?.getTime() ?? '',
@@ -213,6 +230,9 @@ export function createUrlSigner(options: UrlSignerOptions): UrlSigner {
     const presigner = await fastPresigner;
     const signingDate = new Date(start * 1000);
     const expiresIn = resolveLifetime(start, credentials.expiration);
+    if (cacheUntilExpiry) {
+      o = { ...o, cacheControl: 'private', expires: new Date((start + expiresIn) * 1000) };
+    }
     const url = presigner
       ? fastSign(presigner, request.key, method, o, credentials, signingDate, expiresIn)
       : await sdkSign(request.key, method, o, signingDate, expiresIn);

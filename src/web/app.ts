@@ -17,6 +17,8 @@ import { canView } from '../images/access-rule';
 import { ImageRepository } from '../images/image-repository';
 import { createImageRouter, type ProxyDelivery } from '../images/image-router';
 import { withoutQuery, type Logger } from '../logger';
+import { translateDatabaseError } from '../db/database-errors';
+import { translateS3Error } from '../storage/s3-errors';
 import { checkStorage } from '../storage/storage-check';
 import type { UrlSigner } from '../storage/url-signer';
 import { createErrorHandler } from './error-handler';
@@ -57,6 +59,8 @@ export function createApp(deps: AppDependencies): Express {
   const { config, logger } = deps;
   const app = express();
   app.disable('x-powered-by');
+  // Pages are no-store and images carry their own validators; ETags on error text would mislead.
+  app.set('etag', false);
   app.set('trust proxy', config.trustProxy);
   app.set('view engine', 'ejs');
   app.set('views', VIEWS_DIR);
@@ -136,6 +140,7 @@ export function createApp(deps: AppDependencies): Express {
       findImage: (id) => images.findById(id),
       authorize: (req, image) => (req.user ? canView(req.user, image) : false),
       cacheMaxAgeSeconds: config.images.cacheMaxAgeSeconds,
+      redirectCache: config.redirectCache,
     }),
   );
 
@@ -175,6 +180,14 @@ export function createApp(deps: AppDependencies): Express {
   app.use(() => {
     throw errors.pageNotFound();
   });
-  app.use(createErrorHandler(logger));
+  app.use(
+    createErrorHandler(logger, (error) => {
+      const database = translateDatabaseError(error);
+      if (database) return database;
+      // An SDK error that no route translated itself comes from a write (upload, delete).
+      const isS3Error = typeof error === 'object' && error !== null && '$metadata' in error;
+      return isS3Error ? translateS3Error(error, 'write') : undefined;
+    }),
+  );
   return app;
 }

@@ -4,6 +4,8 @@ import { isHttpError, type HttpError } from '../errors';
 import type { Logger } from '../logger';
 import { issueCsrfToken } from './csrf';
 
+const GENERIC_MESSAGE = 'Something went wrong on our side. Try again later.';
+
 /** Errors raised by libraries that carry a safe client status: body parsers, CSRF, our catalogue. */
 function toClientError(
   error: unknown,
@@ -31,32 +33,40 @@ export function createErrorHandler(
   logger: Logger,
   translate?: (error: unknown) => HttpError | undefined,
 ): ErrorRequestHandler {
-  return (error: unknown, req, res, next) => {
+  return (error: unknown, req, res, _next) => {
     const clientError = toClientError(error, translate);
     const status = clientError.status;
 
+    // The client went away: there is no one to answer, and nothing went wrong on our side.
+    if (clientError.code === 'CLIENT_CLOSED_REQUEST') return;
+
     if (status >= 500) {
+      const cause = (clientError as { cause?: unknown }).cause ?? error;
       logger.error(
-        { err: error, reqId: req.id, status, code: clientError.code as unknown },
+        { err: cause, reqId: req.id, status, code: clientError.code as unknown },
         'request failed',
       );
     }
 
-    // The client is gone or the answer has started: nothing useful can be sent.
+    // The response has started (a stream failed midway) or the socket is gone: end it, so the
+    // client sees a cut response instead of a body that looks complete.
     if (res.headersSent || req.socket.destroyed) {
-      if (!res.headersSent) return;
-      next(error);
+      if (!res.writableEnded) res.destroy();
       return;
     }
 
     const headers = (clientError.headers ?? {}) as Record<string, string>;
     for (const [name, value] of Object.entries(headers)) res.setHeader(name, value);
+    res.status(status);
+
+    if (status === 304) {
+      res.end();
+      return;
+    }
+
     // A 5xx with a code from our catalogue has a safe message; any other 5xx gets the generic one.
     const safe = clientError.expose || typeof clientError.code === 'string';
-    const message = safe
-      ? clientError.message
-      : 'Something went wrong on our side. Try again later.';
-    res.status(status);
+    const message = safe ? clientError.message : GENERIC_MESSAGE;
 
     if (req.path.startsWith('/image/')) {
       res.setHeader('Cache-Control', 'no-store');

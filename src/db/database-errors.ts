@@ -1,0 +1,50 @@
+import { errors, type HttpError } from '../errors';
+
+// SQLite result codes that mean the file cannot be written or opened now, not that the query is wrong.
+const SQLITE_UNAVAILABLE = new Set([
+  'SQLITE_BUSY',
+  'SQLITE_LOCKED',
+  'SQLITE_READONLY',
+  'SQLITE_IOERR',
+  'SQLITE_CANTOPEN',
+  'SQLITE_FULL',
+  'SQLITE_PROTOCOL',
+]);
+
+// Socket errors from the PostgreSQL driver.
+const CONNECTION_CODES = new Set([
+  'ECONNREFUSED',
+  'ECONNRESET',
+  'ETIMEDOUT',
+  'EPIPE',
+  'EHOSTUNREACH',
+]);
+
+/**
+ * Translate an error from SQLite or PostgreSQL into a 503 when the database is unreachable or
+ * read-only; anything else (a bug, a constraint) is left to the generic 500.
+ */
+export function translateDatabaseError(error: unknown): HttpError | undefined {
+  if (!(error instanceof Error)) return undefined;
+  const code = (error as { code?: unknown }).code;
+  if (typeof code !== 'string') {
+    // pg reports a closed pool or a dropped connection without a code.
+    return /Connection terminated|Cannot use a pool after calling end|timeout exceeded when trying to connect/i.test(
+      error.message,
+    )
+      ? errors.databaseUnavailable()
+      : undefined;
+  }
+  const sqliteBase = code.replace(/^(SQLITE_[A-Z]+)_.*$/, '$1');
+  // PostgreSQL SQLSTATE classes 08 (connection exception), 53 (insufficient resources) and
+  // 57P0x (server shutting down) mean "try again later".
+  if (
+    SQLITE_UNAVAILABLE.has(sqliteBase) ||
+    CONNECTION_CODES.has(code) ||
+    /^(08|53)[0-9A-Z]{3}$/.test(code) ||
+    /^57P0[1-3]$/.test(code)
+  ) {
+    return errors.databaseUnavailable();
+  }
+  return undefined;
+}

@@ -1,0 +1,87 @@
+import request from 'supertest';
+import { newImageId } from '../src/images/image-id';
+import {
+  MEMBER_PASSWORD,
+  addMember,
+  csrfFrom,
+  loggedInAgent,
+  startTestStack,
+  uploadFixture,
+  type TestStack,
+} from './helpers/stack';
+
+// The access rules live in the image router, in front of both delivery modes; these tests hold
+// each mode to the same answers.
+describe.each(['redirect', 'proxy'] as const)('GET /image/:id in %s mode', (mode) => {
+  let stack: TestStack;
+  let admin: Awaited<ReturnType<typeof loggedInAgent>>;
+  let imageId: string;
+  let imageBytes: Buffer;
+  const success = mode === 'redirect' ? 302 : 200;
+
+  beforeAll(async () => {
+    stack = await startTestStack({ DELIVERY_MODE: mode });
+    await addMember(stack, 'viewer');
+    admin = await loggedInAgent(stack.url);
+    ({ id: imageId, bytes: imageBytes } = await uploadFixture(admin));
+  });
+
+  afterAll(async () => {
+    await stack.stop();
+  });
+
+  it(`answers ${success} to a signed-in member`, async () => {
+    const member = await loggedInAgent(stack.url, 'viewer', MEMBER_PASSWORD);
+    const response = await member.get(`/image/${imageId}`).redirects(0).buffer(true);
+
+    expect(response.status).toBe(success);
+    if (mode === 'proxy')
+      expect(Buffer.from(response.body as Buffer).equals(imageBytes)).toBe(true);
+  });
+
+  it('answers 401 with no-store without a session', async () => {
+    const response = await request(stack.url).get(`/image/${imageId}`).set('Accept', 'image/*');
+
+    expect(response.status).toBe(401);
+    expect(response.headers['cache-control']).toBe('no-store');
+    expect(response.headers.location).toBeUndefined();
+  });
+
+  it('answers 404 to malformed and unknown ids alike', async () => {
+    for (const id of ['..%2Fsecret', 'x'.repeat(300), newImageId()]) {
+      const response = await admin.get(`/image/${id}`).redirects(0);
+
+      expect(response.status).toBe(404);
+      expect(response.headers.location).toBeUndefined();
+    }
+  });
+
+  it('answers HEAD for an unknown id with 404 and no body', async () => {
+    const response = await admin.head(`/image/${newImageId()}`).redirects(0);
+
+    expect(response.status).toBe(404);
+    expect(response.text ?? '').toBe('');
+  });
+
+  it('answers 401 after logout', async () => {
+    const agent = await loggedInAgent(stack.url);
+    const cookie = (await agent.get('/').redirects(0)).request.cookies;
+    const gallery = await agent.get('/');
+    await agent
+      .post('/logout')
+      .type('form')
+      .send({ _csrf: csrfFrom(gallery.text) });
+    const response = await request(stack.url)
+      .get(`/image/${imageId}`)
+      .set('Cookie', cookie)
+      .set('Accept', 'image/*');
+
+    expect(response.status).toBe(401);
+  });
+
+  it('sets nosniff on the image response', async () => {
+    const response = await admin.get(`/image/${imageId}`).redirects(0);
+
+    expect(response.headers['x-content-type-options']).toBe('nosniff');
+  });
+});

@@ -1,0 +1,174 @@
+import http from 'node:http';
+import net, { type AddressInfo, type Socket } from 'node:net';
+import { setTimeout as delay } from 'node:timers/promises';
+import { S3Client } from '@aws-sdk/client-s3';
+import { NodeHttpHandler } from '@smithy/node-http-handler';
+import request from 'supertest';
+import { newImageId } from '../../src/images/image-id';
+import type { ImageRecord } from '../../src/images/image-repository';
+import { createS3Client } from '../../src/storage/s3-client';
+import {
+  createImageStore,
+  createProxyApp,
+  startEmbeddedS3Fixture,
+  TEST_CLIENT_SETTINGS,
+} from './proxy-fixture';
+
+/** Build a metadata row for a key that no request in this file can reach. */
+function unreachableImage(): ImageRecord {
+  const id = newImageId();
+  return {
+    id,
+    key: `images/${id}`,
+    contentType: 'image/png',
+    sizeBytes: 100,
+    etag: '"0123456789abcdef0123456789abcdef"',
+    originalName: 'photo.png',
+    width: null,
+    height: null,
+    uploadedBy: null,
+    createdAt: new Date(Date.now() - 60_000),
+    hasCacheMetadata: true,
+  };
+}
+
+/** Find a loopback port with nothing listening: bind port 0, note the port, close it again. */
+async function closedLoopbackPort(): Promise<number> {
+  const probe = net.createServer();
+  await new Promise<void>((resolve) => probe.listen(0, '127.0.0.1', resolve));
+  const { port } = probe.address() as AddressInfo;
+  await new Promise((resolve) => probe.close(resolve));
+  return port;
+}
+
+describe('S3 refuses connections', () => {
+  // A stopped S3 server is a real fault: nothing listens on the port.
+  it('GET returns 503 with Retry-After', async () => {
+    const port = await closedLoopbackPort();
+    const client = createS3Client({
+      ...TEST_CLIENT_SETTINGS,
+      endpoint: `http://127.0.0.1:${port}`,
+    });
+    const image = unreachableImage();
+    const app = createProxyApp(client, new Map([[image.id, image]]));
+
+    const first = await request(app).get(`/image/${image.id}`);
+    const second = await request(app).head(`/image/${image.id}`);
+    client.destroy();
+
+    expect(first.status).toBe(503);
+    expect(first.headers['retry-after']).toBe('5');
+    expect(first.headers['cache-control']).toBeUndefined();
+    expect(second.status).toBe(503);
+  });
+});
+
+describe('S3 accepts and never responds', () => {
+  // The embedded S3 server cannot be made to hang on demand, so a bare TCP server on loopback
+  // accepts the connection and stays silent.
+  let silentServer: net.Server;
+  const sockets = new Set<Socket>();
+
+  beforeAll(async () => {
+    silentServer = net.createServer((socket) => {
+      sockets.add(socket);
+      socket.on('error', () => undefined);
+    });
+    await new Promise<void>((resolve) => silentServer.listen(0, '127.0.0.1', resolve));
+  });
+
+  afterAll(async () => {
+    for (const socket of sockets) socket.destroy();
+    await new Promise((resolve) => silentServer.close(resolve));
+  });
+
+  it('GET returns 504 after the request timeout', async () => {
+    const { port } = silentServer.address() as AddressInfo;
+    // TODO: use createS3Client once it passes `throwOnRequestTimeout: true`. Without it,
+    // @smithy/node-http-handler 4.14 only logs a warning when requestTimeout passes, and the read
+    // waits for as long as the server keeps the socket open.
+    const client = new S3Client({
+      ...TEST_CLIENT_SETTINGS,
+      endpoint: `http://127.0.0.1:${port}`,
+      requestHandler: new NodeHttpHandler({
+        httpAgent: new http.Agent({ keepAlive: true, maxSockets: 4 }),
+        connectionTimeout: 1000,
+        requestTimeout: 300,
+        throwOnRequestTimeout: true,
+      }),
+    });
+    const image = unreachableImage();
+    const app = createProxyApp(client, new Map([[image.id, image]]));
+
+    const res = await request(app).get(`/image/${image.id}`);
+    client.destroy();
+
+    expect(res.status).toBe(504);
+    expect(res.headers['cache-control']).toBeUndefined();
+  });
+});
+
+describe('client leaves while S3 is silent', () => {
+  // Same stub as above: only a silent server keeps the S3 read pending long enough to leave.
+  it('cancels the S3 read and frees its socket', async () => {
+    const silentSockets = new Set<Socket>();
+    const silentServer = net.createServer((socket) => {
+      silentSockets.add(socket);
+      socket.on('error', () => undefined);
+    });
+    await new Promise<void>((resolve) => silentServer.listen(0, '127.0.0.1', resolve));
+    const agent = new http.Agent({ keepAlive: true, maxSockets: 4 });
+    // No request timeout, so only the cancellation can end the S3 read.
+    const client = new S3Client({
+      ...TEST_CLIENT_SETTINGS,
+      endpoint: `http://127.0.0.1:${(silentServer.address() as AddressInfo).port}`,
+      requestHandler: new NodeHttpHandler({ httpAgent: agent, requestTimeout: 0 }),
+    });
+    const image = unreachableImage();
+    const app = http.createServer(createProxyApp(client, new Map([[image.id, image]])));
+    await new Promise<void>((resolve) => app.listen(0, '127.0.0.1', resolve));
+
+    const s3Reached = new Promise((resolve) => silentServer.once('connection', resolve));
+    const { port } = app.address() as AddressInfo;
+    const clientRequest = http.get(`http://127.0.0.1:${port}/image/${image.id}`, { agent: false });
+    clientRequest.on('error', () => undefined);
+    await s3Reached;
+    const inUseWhileWaiting = socketsInUse(agent);
+    clientRequest.destroy();
+    for (let attempt = 0; attempt < 100 && socketsInUse(agent) > 0; attempt++) await delay(20);
+    const inUseAfterLeaving = socketsInUse(agent);
+
+    app.closeAllConnections();
+    await new Promise((resolve) => app.close(resolve));
+    client.destroy();
+    for (const socket of silentSockets) socket.destroy();
+    await new Promise((resolve) => silentServer.close(resolve));
+
+    expect(inUseWhileWaiting).toBe(1);
+    expect(inUseAfterLeaving).toBe(0);
+  });
+});
+
+function socketsInUse(agent: http.Agent): number {
+  return Object.values(agent.sockets).reduce((count, list) => count + (list?.length ?? 0), 0);
+}
+
+describe('S3 rejects the signature', () => {
+  // A real fault of the embedded server: it checks SigV4 and rejects a wrong secret with 403.
+  it('GET returns 502, not 404', async () => {
+    const fixture = await startEmbeddedS3Fixture();
+    const image = await createImageStore(fixture.client).storeImage(Buffer.alloc(100, 1));
+    const wrongClient = createS3Client({
+      ...TEST_CLIENT_SETTINGS,
+      endpoint: fixture.s3.endpoint,
+      credentials: { accessKeyId: 'S3RVER', secretAccessKey: 'not-the-secret' },
+    });
+    const app = createProxyApp(wrongClient, new Map([[image.id, image]]));
+
+    const res = await request(app).get(`/image/${image.id}`);
+    wrongClient.destroy();
+    await fixture.close();
+
+    expect(res.status).toBe(502);
+  });
+});
