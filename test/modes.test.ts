@@ -60,7 +60,7 @@ describe.each(['redirect', 'proxy'] as const)('GET /image/:id in %s mode', (mode
     const response = await admin.head(`/image/${newImageId()}`).redirects(0);
 
     expect(response.status).toBe(404);
-    expect(response.text ?? '').toBe('');
+    expect(response.text).toBeFalsy();
   });
 
   it('answers 401 after logout', async () => {
