@@ -5,7 +5,7 @@ import type { AddressInfo } from 'node:net';
 import path from 'node:path';
 import type { S3Client } from '@aws-sdk/client-s3';
 import type { AwsCredentialIdentity, AwsCredentialIdentityProvider } from '@smithy/types';
-import type { Express } from 'express';
+import type { Express, Router } from 'express';
 import type session from 'express-session';
 import type { Store as RateLimitStore } from 'express-rate-limit';
 import { UserRepository } from './auth/user-repository';
@@ -41,6 +41,8 @@ export interface RuntimeOverrides {
    * shared profile, IAM role), which is what production uses.
    */
   s3Credentials?: AwsCredentialIdentity | AwsCredentialIdentityProvider;
+  /** Extra routes behind the session stack; see AppDependencies.extraRoutes. */
+  extraRoutes?: (runtime: { s3Client: S3Client; signingClient: S3Client }) => Router;
 }
 
 /**
@@ -226,6 +228,9 @@ export async function startRuntime(
       sessionSecret,
       ...(proxy ? { proxy } : {}),
       ...(rateLimitStore ? { rateLimitStore } : {}),
+      ...(overrides.extraRoutes
+        ? { extraRoutes: overrides.extraRoutes({ s3Client, signingClient }) }
+        : {}),
     });
 
     const server = await new Promise<Server>((resolve, reject) => {

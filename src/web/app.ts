@@ -46,6 +46,11 @@ export interface AppDependencies {
   proxy?: ProxyDelivery;
   /** Store for the failed-login limit; default in memory (one process only). */
   rateLimitStore?: RateLimitStore;
+  /**
+   * Routes mounted after the session and passport middleware, before the image router. The
+   * benchmarks use it for baseline routes behind the same stack; apps can add their own pages.
+   */
+  extraRoutes?: express.Router;
 }
 
 // Accept a caller's request id only when it is short and plain, so it cannot forge log lines.
@@ -131,6 +136,8 @@ export function createApp(deps: AppDependencies): Express {
     res.locals.title = 's3gate';
     next();
   });
+
+  if (deps.extraRoutes) app.use(deps.extraRoutes);
 
   app.use(
     createImageRouter({
