@@ -92,6 +92,10 @@ export interface Exchange {
   url: string;
   /** CDP resource type, such as "Image" or "Document". */
   resourceType: string | undefined;
+  /**
+   * Status of the response that the page received. After a revalidation this is the cached 200,
+   * not the 304 on the wire (Chromium 156), so a 304 shows as a 200 with `bodyBytes` 0.
+   */
   status: number | undefined;
   /** Response headers with lower-case names. */
   headers: Record<string, string>;
@@ -104,12 +108,26 @@ export interface Exchange {
    * redirect response's `encodedDataLength`, and the last hop that of `Network.loadingFinished`.
    */
   encodedDataLength: number | undefined;
+  /**
+   * Bytes received from the network after the response headers: `encodedDataLength` at
+   * `Network.loadingFinished` less `headerBytes`. 0 for a cache hit and for a 304, whose body
+   * comes from the cache. Sums over `Network.dataReceived` are not used, because Chromium 156
+   * sometimes reports 0 in them for a body that came over the network.
+   */
+  bodyBytes: number;
+  /** `encodedDataLength` of the response at `Network.responseReceived`: the header bytes. */
+  headerBytes: number | undefined;
   /** Location that a redirect hop led to. */
   redirectedTo: string | undefined;
   /** Whether the hop has ended, by a redirect, a finished load or a failure. */
   done: boolean;
   /** `errorText` of `Network.loadingFailed`. */
   failure: string | undefined;
+}
+
+/** Return whether a browser cache served the hop: the HTTP cache or the renderer's memory cache. */
+export function isFromCache(exchange: Exchange): boolean {
+  return exchange.fromDiskCache || exchange.servedFromCache;
 }
 
 /** The fields of a CDP `Network.Response` read here, because playwright-core does not export them. */
@@ -155,11 +173,17 @@ export class NetworkRecorder {
       exchange.status = event.response.status;
       exchange.headers = lowerCaseHeaders(event.response.headers);
       exchange.fromDiskCache = event.response.fromDiskCache === true;
+      exchange.headerBytes = event.response.encodedDataLength;
     });
     session.on('Network.loadingFinished', (event) => {
       const exchange = this.lastHop.get(event.requestId);
       if (!exchange) return;
       exchange.encodedDataLength = event.encodedDataLength;
+      // A cache hit ends with 0 bytes, though its response may carry the length of the original
+      // download.
+      if (!isFromCache(exchange) && event.encodedDataLength > 0) {
+        exchange.bodyBytes = event.encodedDataLength - (exchange.headerBytes ?? 0);
+      }
       exchange.done = true;
     });
     session.on('Network.loadingFailed', (event) => {
@@ -199,6 +223,8 @@ export class NetworkRecorder {
       fromDiskCache: false,
       servedFromCache: false,
       encodedDataLength: undefined,
+      bodyBytes: 0,
+      headerBytes: undefined,
       redirectedTo: undefined,
       done: false,
       failure: undefined,
@@ -213,15 +239,23 @@ export class NetworkRecorder {
     this.lastHop.clear();
   }
 
-  /** Wait until every recorded exchange has ended. Throws, listing the open URLs, after `timeoutMs`. */
-  async settle(timeoutMs = 10_000): Promise<void> {
+  /**
+   * Wait until each of `urls` has a recorded exchange and every recorded exchange has ended.
+   * Throws, listing the missing and open URLs, after `timeoutMs`. The events reach this session
+   * apart from the page, so an image can be complete in the page before its events arrive.
+   */
+  async settle(timeoutMs = 10_000, urls: readonly string[] = []): Promise<void> {
     const deadline = Date.now() + timeoutMs;
     for (;;) {
+      const recorded = new Set(this.exchanges.map((exchange) => exchange.url));
+      const missing = urls.filter((url) => !recorded.has(url));
       const open = this.exchanges.filter((exchange) => !exchange.done);
-      if (open.length === 0) return;
+      if (missing.length === 0 && open.length === 0) return;
       if (Date.now() > deadline) {
         throw new Error(
-          `timed out after ${timeoutMs} ms waiting for network requests to end: ${open.map((e) => e.url).join(', ')}`,
+          `timed out after ${timeoutMs} ms waiting for network requests to end: ` +
+            `open ${open.map((e) => e.url).join(', ') || 'none'}; ` +
+            `never requested ${missing.join(', ') || 'none'}`,
         );
       }
       await new Promise((resolve) => setTimeout(resolve, 50));

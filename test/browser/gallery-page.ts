@@ -224,3 +224,27 @@ export async function replaceImageSources(
     }
   }, Object.fromEntries(urlsBySrc));
 }
+
+/** A request for `/image/:id` as the app's request log records it. */
+export interface LoggedImageRequest {
+  /** Path without the query string, such as "/image/:id". */
+  path: string;
+  status: number;
+}
+
+/**
+ * Pick the `/image/:id` requests out of the app's log lines. pino-http writes one JSON line per
+ * request, with `req.url` and `res.statusCode`. Other lines are skipped.
+ */
+export function imageRequestsInLog(lines: readonly string[]): LoggedImageRequest[] {
+  const requests: LoggedImageRequest[] = [];
+  for (const line of lines) {
+    const entry = JSON.parse(line) as { req?: { url?: unknown }; res?: { statusCode?: unknown } };
+    const url = entry.req?.url;
+    const status = entry.res?.statusCode;
+    if (typeof url !== 'string' || typeof status !== 'number') continue;
+    if (!url.startsWith('/image/')) continue;
+    requests.push({ path: url.replace(/\?.*$/, ''), status });
+  }
+  return requests;
+}

@@ -1,0 +1,95 @@
+import { GetObjectCommand } from '@aws-sdk/client-s3';
+import { getSignedUrl } from '@aws-sdk/s3-request-presigner';
+import express from 'express';
+import { loadConfig } from '../src/config';
+import { isImageId } from '../src/images/image-id';
+import { ImageRepository } from '../src/images/image-repository';
+import { REDIRECT_CACHE_CONTROL } from '../src/images/image-router';
+import { createLogger } from '../src/logger';
+import { startRuntime } from '../src/runtime';
+
+/**
+ * The full s3gate app plus baseline routes that exist for the benchmarks only, behind the same
+ * session and passport stack as /image/:id:
+ * - GET /bench/constant: a 302 to a fixed URL (the ceiling for any redirect route);
+ * - GET /bench/naive/:id: what many apps ship, a metadata lookup and getSignedUrl on every request;
+ * - GET /bench/naive-gallery: the gallery page with <img> tags pointing at the naive route.
+ * It prints one JSON line {"url": ...} on stdout when it listens.
+ */
+async function main(): Promise<void> {
+  process.env.AWS_SDK_JS_NODE_VERSION_SUPPORT_WARNING_DISABLED = 'true';
+  const config = loadConfig();
+  const logger = createLogger('warn');
+
+  const runtime = await startRuntime(config, logger, {
+    extraRoutes: ({ signingClient, database }) => {
+      const images = new ImageRepository(database.db);
+      const router = express.Router();
+      const noStore = (res: express.Response) => {
+        res.setHeader('Cache-Control', REDIRECT_CACHE_CONTROL);
+        res.setHeader('Pragma', 'no-cache');
+        res.setHeader('Expires', '0');
+      };
+
+      router.get('/bench/constant', (req, res) => {
+        if (!req.isAuthenticated()) {
+          res.sendStatus(401);
+          return;
+        }
+        noStore(res);
+        res.setHeader('Location', 'http://127.0.0.1:1/constant.png');
+        res.status(302).end();
+      });
+
+      router.get('/bench/naive/:id', async (req, res) => {
+        if (!req.isAuthenticated()) {
+          res.sendStatus(401);
+          return;
+        }
+        const image = isImageId(req.params.id) ? await images.findById(req.params.id) : undefined;
+        if (!image) {
+          res.sendStatus(404);
+          return;
+        }
+        const command = new GetObjectCommand({ Bucket: config.s3.bucket, Key: image.key });
+        noStore(res);
+        res.setHeader('Location', await getSignedUrl(signingClient, command, { expiresIn: 3600 }));
+        res.status(302).end();
+      });
+
+      router.get('/bench/naive-gallery', async (req, res) => {
+        if (!req.isAuthenticated()) {
+          res.sendStatus(401);
+          return;
+        }
+        const list = await images.list();
+        const tags = list
+          .map(
+            (i) =>
+              `<img src="/bench/naive/${i.id}" width="${i.width ?? ''}" height="${i.height ?? ''}" alt="">`,
+          )
+          .join('\n');
+        res
+          .type('html')
+          .send(
+            `<!doctype html><title>naive</title><link rel="stylesheet" href="/assets/style.css">\n${tags}`,
+          );
+      });
+      return router;
+    },
+  });
+
+  process.stdout.write(`${JSON.stringify({ url: runtime.url, pid: process.pid })}\n`);
+  const stop = () => {
+    void runtime.close().then(() => process.exit(0));
+  };
+  process.on('SIGTERM', stop);
+  process.on('SIGINT', stop);
+}
+
+main().catch((error: unknown) => {
+  process.stderr.write(
+    `bench server failed: ${error instanceof Error ? (error.stack ?? error.message) : String(error)}\n`,
+  );
+  process.exit(1);
+});

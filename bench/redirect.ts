@@ -1,0 +1,99 @@
+import autocannon from 'autocannon';
+import { makeImage } from '../test/helpers/images';
+import { median, signIn, startBenchServer, upload } from './harness';
+
+export interface RouteLoad {
+  route: string;
+  requestsPerSecond: number;
+  p50Ms: number;
+  p99Ms: number;
+  non3xx: number;
+  errors: number;
+}
+
+export interface RedirectResult {
+  connections: number;
+  durationSeconds: number;
+  rounds: number;
+  routes: { s3gate: RouteLoad; constant: RouteLoad; naive: RouteLoad };
+}
+
+async function load(
+  url: string,
+  cookie: string,
+  connections: number,
+  duration: number,
+): Promise<autocannon.Result> {
+  return autocannon({
+    url,
+    connections,
+    duration,
+    headers: { cookie },
+    maxRedirects: 0,
+  } as autocannon.Options);
+}
+
+/**
+ * autocannon against three routes of one app process, all behind the same session and passport
+ * stack: s3gate's /image/:id (warm), the constant 302 ceiling, and the naive getSignedUrl route.
+ * Rounds alternate the routes, so drift on a noisy machine hits all three alike.
+ */
+export async function benchRedirect(
+  rounds = 3,
+  durationSeconds = 8,
+  connections = 32,
+): Promise<RedirectResult> {
+  const server = await startBenchServer();
+  try {
+    const cookie = await signIn(server.url);
+    const id = await upload(server.url, cookie, await makeImage('png', 64, 64), 'bench.png');
+    const targets = {
+      s3gate: `${server.url}/image/${id}`,
+      constant: `${server.url}/bench/constant`,
+      naive: `${server.url}/bench/naive/${id}`,
+    };
+    // Warm-up: JIT, the signed-URL memo and the SQLite page cache.
+    for (const target of Object.values(targets)) await load(target, cookie, connections, 2);
+
+    const samples: Record<keyof typeof targets, autocannon.Result[]> = {
+      s3gate: [],
+      constant: [],
+      naive: [],
+    };
+    for (let round = 0; round < rounds; round += 1) {
+      for (const name of Object.keys(targets) as (keyof typeof targets)[]) {
+        samples[name].push(await load(targets[name], cookie, connections, durationSeconds));
+      }
+    }
+
+    const summarize = (name: keyof typeof targets): RouteLoad => {
+      const results = samples[name];
+      return {
+        route: name,
+        requestsPerSecond: median(results.map((r) => r.requests.average)),
+        p50Ms: median(results.map((r) => r.latency.p50)),
+        p99Ms: median(results.map((r) => r.latency.p99)),
+        non3xx: results.reduce((sum, r) => sum + r.requests.total - r['3xx'], 0),
+        errors: results.reduce((sum, r) => sum + r.errors + r.timeouts, 0),
+      };
+    };
+    return {
+      connections,
+      durationSeconds,
+      rounds,
+      routes: {
+        s3gate: summarize('s3gate'),
+        constant: summarize('constant'),
+        naive: summarize('naive'),
+      },
+    };
+  } finally {
+    await server.stop();
+  }
+}
+
+if (require.main === module) {
+  void benchRedirect(1, 5).then((r) => {
+    console.log(JSON.stringify(r, null, 2));
+  });
+}
