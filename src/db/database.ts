@@ -1,7 +1,8 @@
 import fs from 'node:fs';
 import path from 'node:path';
 import SqliteDatabase from 'better-sqlite3';
-import { Kysely, Migrator, PostgresDialect, SqliteDialect } from 'kysely';
+import { Kysely, Migrator, PostgresDialect, SqliteDialect, type SqliteDialectConfig } from 'kysely';
+import { LRUCache } from 'lru-cache';
 import pg from 'pg';
 import { migrationProvider } from './migrations';
 import type { Database } from './schema';
@@ -20,6 +21,11 @@ export interface DatabaseOptions {
   /** postgres:// URL; without it, SQLite at `sqlitePath`. */
   databaseUrl?: string | undefined;
   sqlitePath?: string;
+  /**
+   * Called when an idle PostgreSQL connection fails (the server restarted, a proxy cut it). The
+   * pool drops that connection and opens a new one for the next query. Default: ignore it.
+   */
+  onIdleConnectionError?: (error: Error) => void;
 }
 
 // PostgreSQL returns int8 (bigint) as a string to avoid precision loss; sizes and times in ms
@@ -39,6 +45,27 @@ const pgTypes = {
 } as pg.CustomTypesConfig;
 
 /**
+ * Wrap better-sqlite3 so that each SQL text is compiled once. Kysely prepares a statement for
+ * every query, and compiling it was the largest single cost of a session lookup in a profile.
+ * Reusing a statement is safe here because queries run one at a time on this connection and
+ * s3gate never iterates a result lazily (Kysely's `stream()`).
+ */
+function withStatementCache(sqlite: SqliteDatabase.Database): SqliteDialectConfig['database'] {
+  const statements = new LRUCache<string, SqliteDatabase.Statement>({ max: 200 });
+  return {
+    close: () => sqlite.close(),
+    prepare: (sql: string) => {
+      let statement = statements.get(sql);
+      if (!statement) {
+        statement = sqlite.prepare(sql);
+        statements.set(sql, statement);
+      }
+      return statement;
+    },
+  };
+}
+
+/**
  * Open the database and bring its schema up to date.
  */
 export async function openDatabase(options: DatabaseOptions): Promise<DatabaseHandle> {
@@ -48,6 +75,8 @@ export async function openDatabase(options: DatabaseOptions): Promise<DatabaseHa
   if (options.databaseUrl) {
     dialect = 'postgres';
     const pool = new pg.Pool({ connectionString: options.databaseUrl, max: 10, types: pgTypes });
+    // Without a listener, the 'error' event of an idle connection would crash the process.
+    pool.on('error', (error) => options.onIdleConnectionError?.(error));
     db = new Kysely<Database>({ dialect: new PostgresDialect({ pool }) });
   } else {
     dialect = 'sqlite';
@@ -58,7 +87,9 @@ export async function openDatabase(options: DatabaseOptions): Promise<DatabaseHa
     sqlite.pragma('journal_mode = WAL');
     sqlite.pragma('busy_timeout = 5000');
     sqlite.pragma('foreign_keys = ON');
-    db = new Kysely<Database>({ dialect: new SqliteDialect({ database: sqlite }) });
+    db = new Kysely<Database>({
+      dialect: new SqliteDialect({ database: withStatementCache(sqlite) }),
+    });
   }
 
   const migrator = new Migrator({ db, provider: migrationProvider });

@@ -63,6 +63,9 @@ export async function connectRedisStores(options: RedisStoresOptions): Promise<R
     client,
     prefix: `${options.keyPrefix}sess:`,
     ttl: options.sessionTtlSeconds,
+    // Cookies are not rolling, so each key gets its TTL when the session is saved and a touch
+    // (an EXPIRE on every request) would set the same expiry again.
+    disableTouch: true,
   });
   const rateLimitStore = new RedisRateLimitStore({
     sendCommand: (...args: string[]) => client.sendCommand(args),

@@ -1,8 +1,12 @@
 import session from 'express-session';
 import type { Kysely } from 'kysely';
+import { LRUCache } from 'lru-cache';
 import type { Database } from './schema';
 
 type Callback = (error?: unknown) => void;
+
+/** A touch that moves the expiry by less than this writes nothing. */
+const TOUCH_SLACK_MS = 60_000;
 
 export interface DatabaseSessionStoreOptions {
   /** Lifetime of a session without a cookie maxAge, in milliseconds. Default one day. */
@@ -19,6 +23,8 @@ export interface DatabaseSessionStoreOptions {
 export class DatabaseSessionStore extends session.Store {
   private readonly defaultTtlMs: number;
   private readonly pruneTimer: NodeJS.Timeout | undefined;
+  /** Expiry last written per session id by this process, to skip touches that change nothing. */
+  private readonly writtenExpiry = new LRUCache<string, number>({ max: 100_000 });
 
   constructor(
     private readonly db: Kysely<Database>,
@@ -62,6 +68,7 @@ export class DatabaseSessionStore extends session.Store {
 
   override set(sid: string, sess: session.SessionData, callback?: Callback): void {
     const row = { sid, sess: JSON.stringify(sess), expires_at: this.expiry(sess) };
+    this.writtenExpiry.set(sid, row.expires_at);
     this.db
       .insertInto('sessions')
       .values(row)
@@ -74,6 +81,7 @@ export class DatabaseSessionStore extends session.Store {
   }
 
   override destroy(sid: string, callback?: Callback): void {
+    this.writtenExpiry.delete(sid);
     this.db
       .deleteFrom('sessions')
       .where('sid', '=', sid)
@@ -82,10 +90,22 @@ export class DatabaseSessionStore extends session.Store {
       .catch((error: unknown) => callback?.(error));
   }
 
+  /**
+   * Extend a session's expiry. express-session calls this on every request that leaves the
+   * session unchanged; with non-rolling cookies the expiry stays the same, so a write is skipped
+   * while the expiry this process last wrote for the session is within TOUCH_SLACK_MS of it.
+   */
   override touch(sid: string, sess: session.SessionData, callback?: Callback): void {
+    const expiresAt = this.expiry(sess);
+    const written = this.writtenExpiry.get(sid);
+    if (written !== undefined && Math.abs(written - expiresAt) < TOUCH_SLACK_MS) {
+      callback?.();
+      return;
+    }
+    this.writtenExpiry.set(sid, expiresAt);
     this.db
       .updateTable('sessions')
-      .set({ expires_at: this.expiry(sess) })
+      .set({ expires_at: expiresAt })
       .where('sid', '=', sid)
       .execute()
       .then(() => callback?.())

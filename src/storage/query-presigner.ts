@@ -30,11 +30,14 @@ const PROBE_KEY = 's3gate-probe-object';
 
 /** RFC 3986 encoding as SigV4 requires it: encodeURIComponent plus the five characters it keeps. */
 function escapeUri(value: string): string {
-  return encodeURIComponent(value).replace(
-    /[!'()*]/g,
-    (c) => `%${c.charCodeAt(0).toString(16).toUpperCase()}`,
-  );
+  // Most names and values are plain already; skip the encoder for them.
+  if (!NEEDS_ESCAPE.test(value)) return value;
+  const encoded = encodeURIComponent(value);
+  if (!KEPT_BY_ENCODER.test(encoded)) return encoded;
+  return encoded.replace(/[!'()*]/g, (c) => `%${c.charCodeAt(0).toString(16).toUpperCase()}`);
 }
+const NEEDS_ESCAPE = /[^A-Za-z0-9\-._~]/;
+const KEPT_BY_ENCODER = /[!'()*]/;
 
 /** Encode an S3 key for the URL path: every segment escaped, the slashes kept. */
 function escapeKey(key: string): string {
@@ -103,9 +106,8 @@ export class QueryPresigner {
 
     // Canonical request: the query sorted by key code point, without the signature.
     const names = Object.keys(params).sort();
-    const canonicalQuery = names
-      .map((name) => `${escapeUri(name)}=${escapeUri(params[name] ?? '')}`)
-      .join('&');
+    const pairs = names.map((name) => `${escapeUri(name)}=${escapeUri(params[name] ?? '')}`);
+    const canonicalQuery = pairs.join('&');
     const path = target.pathPrefix + escapeKey(input.key);
     const canonicalRequest = `${input.method}\n${path}\n${canonicalQuery}\nhost:${target.host}\n\nhost\nUNSIGNED-PAYLOAD`;
 
@@ -120,14 +122,10 @@ export class QueryPresigner {
       .digest('hex');
 
     // The SDK writes the final query sorted by name too, with the signature in its place.
-    const query = [...names, 'X-Amz-Signature']
-      .sort()
-      .map(
-        (name) =>
-          `${escapeUri(name)}=${escapeUri(name === 'X-Amz-Signature' ? signature : (params[name] ?? ''))}`,
-      )
-      .join('&');
-    return `${target.origin}${path}?${query}`;
+    let at = 0;
+    while (at < names.length && (names[at] ?? '') < 'X-Amz-Signature') at += 1;
+    pairs.splice(at, 0, `X-Amz-Signature=${signature}`);
+    return `${target.origin}${path}?${pairs.join('&')}`;
   }
 
   /** HMAC chain secret → date → region → service → "aws4_request", cached per secret and day. */
