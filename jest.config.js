@@ -45,8 +45,13 @@ module.exports = async () => {
       ...shared,
       displayName: 'sqlite',
       roots: ['<rootDir>/test'],
-      // Scale-out tests need PostgreSQL and Redis, so they run in the second project only.
-      testPathIgnorePatterns: ['/node_modules/', '<rootDir>/test/scale-out.test.ts'],
+      // Scale-out tests and PostgreSQL faults need PostgreSQL and Redis, so they run in the
+      // second project only.
+      testPathIgnorePatterns: [
+        '/node_modules/',
+        '<rootDir>/test/scale-out.test.ts',
+        '<rootDir>/test/hardening/postgres-faults.test.ts',
+      ],
     },
   ];
 
@@ -55,7 +60,10 @@ module.exports = async () => {
       ...shared,
       displayName: 'postgres+redis',
       roots: ['<rootDir>/test'],
-      testMatch: ['<rootDir>/test/{redirect,auth,upload,scale-out,modes}.test.ts'],
+      testMatch: [
+        '<rootDir>/test/{redirect,auth,upload,scale-out,modes,cli-users}.test.ts',
+        '<rootDir>/test/hardening/postgres-faults.test.ts',
+      ],
       setupFiles: [...shared.setupFiles, '<rootDir>/test/setup-postgres.ts'],
       globalTeardown: '<rootDir>/test/helpers/drop-test-databases.ts',
     });

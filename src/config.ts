@@ -25,6 +25,7 @@ const envSchema = z
     PORT: port.default(3000),
     DATA_DIR: z.string().min(1).default('data'),
     LOG_LEVEL: z.enum(LOG_LEVELS).default('info'),
+    SHUTDOWN_TIMEOUT_MS: positiveInt.default(25000),
     TRUST_PROXY: z.string().optional(),
 
     DELIVERY_MODE: z.enum(DELIVERY_MODES).default('redirect'),
@@ -64,6 +65,12 @@ const envSchema = z
     REDIS_URL: z.string().optional(),
     REDIS_KEY_PREFIX: z.string().max(64).default('s3gate:'),
     WEB_CONCURRENCY: positiveInt.max(64).default(1),
+
+    METRICS_ENABLED: booleanString.default(true),
+    METRICS_TOKEN: z
+      .string()
+      .min(16, 'must be at least 16 characters; generate one with `openssl rand -hex 32`')
+      .optional(),
   })
   .superRefine((env, ctx) => {
     const lifetime = env.SIGNED_URL_WINDOW_SECONDS + env.SIGNED_URL_MIN_VALIDITY_SECONDS;
@@ -141,6 +148,8 @@ export interface Config {
   port: number;
   dataDir: string;
   logLevel: (typeof LOG_LEVELS)[number];
+  /** Time that open requests get to finish after SIGTERM or SIGINT, before the process exits anyway. */
+  shutdownTimeoutMs: number;
   /** Value for Express's `trust proxy` setting; false means the client's own X-Forwarded-* are ignored. */
   trustProxy: boolean | number | string;
   deliveryMode: DeliveryMode;
@@ -160,6 +169,8 @@ export interface Config {
   redis: { url: string | undefined; keyPrefix: string };
   /** Number of worker processes (node:cluster); 1 runs the app in the main process. */
   webConcurrency: number;
+  /** `GET /metrics`: served when enabled, to bearers of `token`, or to loopback clients without one. */
+  metrics: { enabled: boolean; token: string | undefined };
 }
 
 /** Thrown when the environment is invalid; the message lists every problem at once. */
@@ -195,7 +206,8 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
     const problems = parsed.error.issues.map((issue) => {
       const name = issue.path.join('.');
       const value = env[name];
-      const shown = value === undefined || /SECRET|PASSWORD/.test(name) ? '' : ` (got "${value}")`;
+      const shown =
+        value === undefined || /SECRET|PASSWORD|TOKEN/.test(name) ? '' : ` (got "${value}")`;
       return `${name}${shown}: ${issue.message}`;
     });
     throw new ConfigError(problems);
@@ -209,6 +221,7 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
     port: e.PORT,
     dataDir: path.resolve(e.DATA_DIR),
     logLevel: e.LOG_LEVEL,
+    shutdownTimeoutMs: e.SHUTDOWN_TIMEOUT_MS,
     trustProxy: parseTrustProxy(e.TRUST_PROXY),
     deliveryMode: e.DELIVERY_MODE,
     s3: {
@@ -241,5 +254,6 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
     databaseUrl: e.DATABASE_URL,
     redis: { url: e.REDIS_URL, keyPrefix: e.REDIS_KEY_PREFIX },
     webConcurrency: e.WEB_CONCURRENCY,
+    metrics: { enabled: e.METRICS_ENABLED, token: e.METRICS_TOKEN },
   };
 }

@@ -33,6 +33,12 @@ export const errors = {
       code: 'UNSUPPORTED_IMAGE_TYPE',
       expose: true,
     }),
+  /** A file of an accepted type that is not one complete image; detail is a sentence about why. */
+  invalidImage: (detail: string) =>
+    createError(422, `The file is not a complete, valid image: ${detail}`, {
+      code: 'INVALID_IMAGE',
+      expose: true,
+    }),
   badUpload: (detail: string) =>
     createError(400, `The upload could not be read: ${detail}`, {
       code: 'BAD_UPLOAD',

@@ -18,6 +18,14 @@ export const REDACTED_PATHS = [
   '*.secretAccessKey',
   'sessionToken',
   '*.sessionToken',
+  // S3's SignatureDoesNotMatch error contains the access key id and the request it expected to
+  // be signed, and the SDK copies those fields onto the error object that gets logged.
+  '*.AWSAccessKeyId',
+  '*.StringToSign',
+  '*.StringToSignBytes',
+  '*.CanonicalRequest',
+  '*.CanonicalRequestBytes',
+  '*.SignatureProvided',
 ];
 
 export function createLogger(level: string, destination?: pino.DestinationStream): Logger {

@@ -19,6 +19,7 @@ import { startEmbeddedS3, EMBEDDED_S3_CREDENTIALS, type EmbeddedS3 } from './sto
 import { createS3Client } from './storage/s3-client';
 import { createUrlSigner, type UrlSigner } from './storage/url-signer';
 import { createApp } from './web/app';
+import { createMetrics } from './web/metrics';
 
 export interface Runtime {
   app: Express;
@@ -42,7 +43,12 @@ export interface RuntimeOverrides {
    */
   s3Credentials?: AwsCredentialIdentity | AwsCredentialIdentityProvider;
   /** Extra routes behind the session stack; see AppDependencies.extraRoutes. */
-  extraRoutes?: (runtime: { s3Client: S3Client; signingClient: S3Client }) => Router;
+  extraRoutes?: (parts: {
+    s3Client: S3Client;
+    signingClient: S3Client;
+    database: DatabaseHandle;
+    config: Config;
+  }) => Router;
 }
 
 /**
@@ -177,6 +183,11 @@ export async function startRuntime(
     const database = await openDatabase({
       databaseUrl: config.databaseUrl,
       sqlitePath: path.join(config.dataDir, 's3gate.sqlite'),
+      onIdleConnectionError: (error) =>
+        logger.error(
+          { err: error },
+          'idle PostgreSQL connection failed; the pool will open a new one',
+        ),
     });
     closers.push(() => database.close());
 
@@ -207,6 +218,9 @@ export async function startRuntime(
     const sessionSecret = resolveSessionSecret(config, logger);
     await ensureAdmin(config, new UserRepository(database.db), logger);
 
+    const metrics = config.metrics.enabled
+      ? createMetrics({ signer, token: config.metrics.token })
+      : undefined;
     const proxy =
       config.deliveryMode === 'proxy'
         ? createProxyDelivery({
@@ -214,6 +228,7 @@ export async function startRuntime(
             bucket: config.s3.bucket,
             cacheMaxAgeSeconds: config.images.cacheMaxAgeSeconds,
             logger,
+            onS3Error: metrics && ((failure) => metrics.countS3Error(failure, 'read')),
           })
         : undefined;
 
@@ -227,9 +242,10 @@ export async function startRuntime(
       sessionStore,
       sessionSecret,
       ...(proxy ? { proxy } : {}),
+      ...(metrics ? { metrics } : {}),
       ...(rateLimitStore ? { rateLimitStore } : {}),
       ...(overrides.extraRoutes
-        ? { extraRoutes: overrides.extraRoutes({ s3Client, signingClient }) }
+        ? { extraRoutes: overrides.extraRoutes({ s3Client, signingClient, database, config }) }
         : {}),
     });
 
@@ -242,7 +258,13 @@ export async function startRuntime(
     closers.push(
       () =>
         new Promise<void>((resolve) => {
-          server.close(() => resolve());
+          // close() ends only the connections idle at that moment. One that finishes its request
+          // later would stay open for the keep-alive timeout (5 s) and hold up the exit.
+          const sweep = setInterval(() => server.closeIdleConnections(), 100);
+          server.close(() => {
+            clearInterval(sweep);
+            resolve();
+          });
           server.closeIdleConnections();
         }),
     );

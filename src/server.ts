@@ -4,9 +4,6 @@ import { ConfigError, loadConfig } from './config';
 import { createLogger } from './logger';
 import { startRuntime } from './runtime';
 
-/** Time allowed for open requests (an upload in progress, say) to finish at shutdown. */
-const SHUTDOWN_DEADLINE_MS = 25_000;
-
 async function main(): Promise<void> {
   // The AWS SDK warns at its first client that Node 20 support ends in January 2027. The lock
   // file pins a version that supports it, so the warning only adds noise to every start.
@@ -36,13 +33,14 @@ async function main(): Promise<void> {
     if (stopping) return;
     stopping = true;
     logger.info({ signal }, 'shutting down');
+    // Open requests (an upload in progress, say) get this long to finish.
     const deadline = setTimeout(() => {
       logger.error(
-        { deadlineMs: SHUTDOWN_DEADLINE_MS },
+        { deadlineMs: config.shutdownTimeoutMs },
         'shutdown deadline passed; exiting with requests still open',
       );
       process.exit(1);
-    }, SHUTDOWN_DEADLINE_MS);
+    }, config.shutdownTimeoutMs);
     deadline.unref();
     runtime
       .close()

@@ -1,14 +1,16 @@
 import { Passport, type PassportStatic } from 'passport';
 import { Strategy as LocalStrategy } from 'passport-local';
 import { dummyPasswordHash, verifyPassword } from './password';
-import { MAX_PASSWORD_LENGTH, type UserRepository } from './user-repository';
+import { MAX_PASSWORD_LENGTH, USERNAME_PATTERN, type UserRepository } from './user-repository';
 
 async function checkCredentials(
   users: UserRepository,
   username: string,
   password: string,
 ): Promise<Express.User | undefined> {
-  if (username.length > 64 || password.length > MAX_PASSWORD_LENGTH) return undefined;
+  // No account can have a name outside the pattern, so such a name needs no lookup. It also keeps
+  // a NUL byte away from PostgreSQL, which rejects it in text with an error (a 500).
+  if (!USERNAME_PATTERN.test(username) || password.length > MAX_PASSWORD_LENGTH) return undefined;
   const user = await users.findForLogin(username);
   if (!user) {
     // Spend the same time as a wrong password, so response times do not reveal user names.

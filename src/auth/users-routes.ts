@@ -4,6 +4,8 @@ import { csrfProtection } from '../web/csrf';
 import { requireAdmin } from './guards';
 import { InvalidUserError, type UserRepository } from './user-repository';
 
+const USER_ID_PATTERN = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/;
+
 /** Create the admin page that lists accounts and adds or removes them. */
 export function createUsersRoutes(users: UserRepository, logger: Logger): Router {
   const router = express.Router();
@@ -42,7 +44,8 @@ export function createUsersRoutes(users: UserRepository, logger: Logger): Router
       await renderPage(res, 400, 'You cannot remove your own account while signed in with it.');
       return;
     }
-    const target = await users.findById(String(id));
+    // Ids are UUIDs, so anything else needs no lookup. A NUL byte would make PostgreSQL fail.
+    const target = USER_ID_PATTERN.test(String(id)) ? await users.findById(String(id)) : undefined;
     if (!target) {
       await renderPage(res, 404, 'That user no longer exists.');
       return;

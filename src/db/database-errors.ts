@@ -25,13 +25,16 @@ const CONNECTION_CODES = new Set([
  * read-only; anything else (a bug, a constraint) is left to the generic 500.
  */
 export function translateDatabaseError(error: unknown): HttpError | undefined {
-  if (!(error instanceof Error)) return undefined;
-  const code = (error as { code?: unknown }).code;
+  // Read the fields instead of testing `instanceof Error`: socket errors from Node's own realm
+  // fail that test inside a vm context such as Jest's.
+  if (typeof error !== 'object' || error === null) return undefined;
+  const { code, message } = error as { code?: unknown; message?: unknown };
   if (typeof code !== 'string') {
     // pg reports a closed pool or a dropped connection without a code.
-    return /Connection terminated|Cannot use a pool after calling end|timeout exceeded when trying to connect/i.test(
-      error.message,
-    )
+    return typeof message === 'string' &&
+      /Connection terminated|Cannot use a pool after calling end|timeout exceeded when trying to connect/i.test(
+        message,
+      )
       ? errors.databaseUnavailable()
       : undefined;
   }

@@ -2,7 +2,8 @@ import type { S3Client } from '@aws-sdk/client-s3';
 import { DeleteObjectCommand } from '@aws-sdk/client-s3';
 import express, { type ErrorRequestHandler, type Router } from 'express';
 import { requireAdmin } from '../auth/guards';
-import { errors, formatBytes, isHttpError } from '../errors';
+import { errors, formatBytes, isHttpError, type HttpError } from '../errors';
+import { translateS3Error } from '../storage/s3-errors';
 import type { Logger } from '../logger';
 import { isImageId } from './image-id';
 import type { ImageRepository } from './image-repository';
@@ -18,6 +19,8 @@ export interface AdminImageRoutesOptions {
   maxBytes: number;
   cacheMaxAgeSeconds: number;
   logger: Logger;
+  /** Called with each failed S3 write (upload or delete), such as to count it. */
+  onS3Error?: ((failure: HttpError) => void) | undefined;
 }
 
 /** Create the admin routes: the upload page, the multipart upload, and image deletion. */
@@ -43,6 +46,7 @@ export function createAdminImageRoutes(options: AdminImageRoutesOptions): Router
     cacheMaxAgeSeconds: options.cacheMaxAgeSeconds,
     verifyCsrfToken: isValidCsrfToken,
     onStored: (image) => images.insert(image),
+    onS3Error: options.onS3Error,
     onCleanupError: (error, key) =>
       logger.error({ err: error, key }, 'could not delete object after a failed upload'),
   });
@@ -69,6 +73,15 @@ export function createAdminImageRoutes(options: AdminImageRoutesOptions): Router
 
   // Upload errors go back to the upload page (or to the script) with the message and status.
   const uploadErrors: ErrorRequestHandler = (error: unknown, req, res, next) => {
+    if (isHttpError(error) && error.code === 'CLIENT_CLOSED_REQUEST') {
+      // The client is gone, so no response can reach it. The handler has already deleted what
+      // reached S3.
+      logger.info(
+        { event: 'upload_aborted', userId: req.user?.id },
+        'upload aborted by the client',
+      );
+      return;
+    }
     if (!isHttpError(error) || error.status >= 500 || req.accepts(['html', 'json']) === 'json') {
       next(error);
       return;
@@ -97,6 +110,7 @@ export function createAdminImageRoutes(options: AdminImageRoutesOptions): Router
         new DeleteObjectCommand({ Bucket: options.bucket, Key: image.key }),
       );
     } catch (error) {
+      options.onS3Error?.(translateS3Error(error, 'write'));
       // TODO: queue failed object deletes for retry; today the object stays in the bucket, unreachable.
       logger.error(
         { err: error, imageId: id, key: image.key },

@@ -3,20 +3,31 @@ import type { Database, ImagesTable } from '../db/schema';
 
 /** Metadata of one stored image, as the routes use it. */
 export interface ImageRecord {
+  /** Id in `/image/:id`; the upload handler makes 22-character base64url ids. */
   id: string;
+  /** S3 key of the object. It never comes from the client. */
   key: string;
+  /** Media type of the object, such as `image/png`. */
   contentType: string;
+  /** Size of the object in bytes; proxy mode serves ranges from it. */
   sizeBytes: number;
+  /** S3 ETag of the object, quoted or bare; null when unknown. */
   etag: string | null;
+  /** Cleaned file name from the upload, used in Content-Disposition. */
   originalName: string;
+  /** Pixel width, or null when unknown. */
   width: number | null;
+  /** Pixel height, or null when unknown. */
   height: number | null;
+  /** Id of the uploading user, or null. */
   uploadedBy: string | null;
+  /** Upload time; proxy mode sends it as Last-Modified. */
   createdAt: Date;
   /** False for objects stored without Cache-Control and Expires; signed URLs then add overrides. */
   hasCacheMetadata: boolean;
 }
 
+/** An image to record; `createdAt` defaults to the time of the insert. */
 export type NewImage = Omit<ImageRecord, 'createdAt'> & { createdAt?: Date };
 
 function toRecord(row: Selectable<ImagesTable>): ImageRecord {

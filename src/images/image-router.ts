@@ -1,6 +1,7 @@
 import { create as createContentDisposition } from 'content-disposition';
 import express, { type Request, type RequestHandler, type Response, type Router } from 'express';
 import { errors } from '../errors';
+import { checkFunction, checkInteger, checkOneOf } from '../option-checks';
 import { presignedUrlExpiry, type ResponseOverrides, type UrlSigner } from '../storage/url-signer';
 import { isImageId } from './image-id';
 import type { ImageRecord } from './image-repository';
@@ -8,28 +9,47 @@ import type { ImageRecord } from './image-repository';
 /** Exactly what the 302 carries: the redirect must never be cached, only the object it points to. */
 export const REDIRECT_CACHE_CONTROL = 'private, no-cache, no-store, must-revalidate';
 
-/** Serves one image in proxy mode; see proxy-delivery.ts. */
+/**
+ * Serves one image in proxy mode, after the router has checked the session, the id and the access
+ * rule. `createProxyDelivery` makes one.
+ */
 export type ProxyDelivery = (req: Request, res: Response, image: ImageRecord) => Promise<void>;
 
+/** Options of `createImageRouter`. */
 export interface ImageRouterOptions {
-  /** Look up image metadata by id. Called only with ids that passed the format check. */
+  /**
+   * Look up image metadata by id; resolve undefined for an unknown id. Called only with ids that
+   * passed `isValidId`, and only for signed-in requests.
+   */
   findImage: (id: string) => Promise<ImageRecord | undefined>;
   /**
    * Decide whether the request's user may see the image. Return false to answer 404, the same as
    * for an unknown id, so a user cannot learn which ids exist. Default: any signed-in user.
    */
   authorize?: (req: Request, image: ImageRecord) => boolean | Promise<boolean>;
-  /** Whether the request is signed in. Default: passport's `req.isAuthenticated()`. */
+  /**
+   * Whether the request is signed in. False gives 401, or 303 to `loginPath` for a browser
+   * navigation. Default: passport's `req.isAuthenticated()`, so an app without passport must
+   * pass its own check.
+   */
   isSignedIn?: (req: Request) => boolean;
-  /** Where HTML navigations without a session go; `next` is added. Default "/login". */
+  /**
+   * Format check for ids in the URL, run before `findImage`; a mismatch is the same 404 as an
+   * unknown id. Default: the 22-character base64url ids that `newImageId` makes.
+   */
+  isValidId?: (id: string) => boolean;
+  /** Same-origin path where HTML navigations without a session go; `next` is added. Default "/login". */
   loginPath?: string;
-  /** "redirect" (default) answers 302 to a signed URL; "proxy" streams the object. */
+  /** "redirect" (default) responds with 302 to a signed URL; "proxy" streams the object through the app. */
   mode?: 'redirect' | 'proxy';
-  /** Required in redirect mode. */
+  /** Signer from `createUrlSigner`. Required in redirect mode. */
   signer?: UrlSigner;
-  /** Required in proxy mode. */
+  /** Delivery from `createProxyDelivery`. Required in proxy mode. */
   proxy?: ProxyDelivery;
-  /** max-age of the caching headers added to objects stored without them. */
+  /**
+   * `max-age` in seconds of the caching headers that signed URLs add for objects stored without
+   * them (`hasCacheMetadata: false`). s3gate uses 31536000 (one year).
+   */
   cacheMaxAgeSeconds: number;
   /**
    * Opt-in cached redirects: "aligned" lets the browser keep the 302 privately until the signed
@@ -38,7 +58,7 @@ export interface ImageRouterOptions {
    * Default "none": the 302 is never cached.
    */
   redirectCache?: { mode: 'none' | 'aligned'; marginSeconds: number };
-  /** Clock in milliseconds, for tests. */
+  /** Clock in milliseconds since the epoch. Default `Date.now`; tests move it. */
   now?: () => number;
 }
 
@@ -72,20 +92,81 @@ function wantsHtml(req: Request): boolean {
   return req.method === 'GET' && (req.get('accept') ?? '').includes('text/html');
 }
 
+const FACTORY = 'createImageRouter';
+
+/** Check the options once, at construction; returns the delivery mode. */
+function checkRouterOptions(options: ImageRouterOptions): 'redirect' | 'proxy' {
+  // Hooks
+  checkFunction(FACTORY, 'findImage', options.findImage, {
+    hint: 'Pass a function that resolves the ImageRecord for an id, or undefined.',
+  });
+  checkFunction(FACTORY, 'authorize', options.authorize, { optional: true });
+  checkFunction(FACTORY, 'isSignedIn', options.isSignedIn, { optional: true });
+  checkFunction(FACTORY, 'isValidId', options.isValidId, { optional: true });
+  checkFunction(FACTORY, 'now', options.now, { optional: true });
+
+  // Delivery
+  const mode = checkOneOf(FACTORY, 'mode', options.mode, ['redirect', 'proxy']) ?? 'redirect';
+  if (mode === 'redirect' && !options.signer) {
+    throw new TypeError(
+      `${FACTORY}: redirect mode needs a \`signer\`. Create one with createUrlSigner, or set mode: "proxy".`,
+    );
+  }
+  if (mode === 'proxy' && !options.proxy) {
+    throw new TypeError(
+      `${FACTORY}: proxy mode needs a \`proxy\` delivery function. Create one with createProxyDelivery.`,
+    );
+  }
+  checkInteger(FACTORY, 'cacheMaxAgeSeconds', options.cacheMaxAgeSeconds, {
+    hint: 'Use the max-age of the objects in seconds, such as 31536000.',
+  });
+  if (options.redirectCache !== undefined) {
+    checkOneOf(FACTORY, 'redirectCache.mode', options.redirectCache.mode, ['none', 'aligned']);
+    checkInteger(FACTORY, 'redirectCache.marginSeconds', options.redirectCache.marginSeconds, {
+      min: 0,
+    });
+  }
+
+  // Login redirect: a path on this site only, so it cannot send users to another origin.
+  const loginPath: unknown = options.loginPath;
+  // Browsers read "//host" and "/\host" as another origin.
+  const isLocalPath = typeof loginPath === 'string' && /^\/(?![/\\])/.test(loginPath);
+  if (loginPath !== undefined && !isLocalPath) {
+    throw new TypeError(
+      `${FACTORY}: \`loginPath\` must be a path on this site starting with one "/", got ${JSON.stringify(loginPath)}.`,
+    );
+  }
+  return mode;
+}
+
+/** Check passport's session, as the default `isSignedIn`, with a clear error when passport is missing. */
+function isAuthenticatedByPassport(req: Request): boolean {
+  // Without passport, req.isAuthenticated is missing and the call would fail as "not a function".
+  if (typeof (req as Partial<Request>).isAuthenticated !== 'function') {
+    throw new TypeError(
+      `${FACTORY}: req.isAuthenticated() is missing because passport is not mounted before the router. ` +
+        'Pass an `isSignedIn(req)` option that uses your own login.',
+    );
+  }
+  return req.isAuthenticated();
+}
+
 /**
  * Create the router for `GET /image/:id` and `HEAD /image/:id`. It runs the checks in a fixed
  * order: session, id format, metadata and access rule, then delivery. Nothing reaches S3 until
  * all checks have passed.
+ *
+ * Rejections are not sent by the router: it passes errors from `errors` (401, 404, and in proxy
+ * mode 412, 416, 502, 503, 504) to `next`, each with `status`, `expose`, a stable `code` and
+ * sometimes `headers` such as `Retry-After`. Mount `createBlockErrorHandler()` after the router,
+ * or an error handler of your own that sends those.
+ *
+ * @throws TypeError at construction for a missing or invalid option.
  */
 export function createImageRouter(options: ImageRouterOptions): Router {
-  const mode = options.mode ?? 'redirect';
-  if (mode === 'redirect' && !options.signer) {
-    throw new TypeError('createImageRouter: redirect mode needs a `signer` (see createUrlSigner).');
-  }
-  if (mode === 'proxy' && !options.proxy) {
-    throw new TypeError('createImageRouter: proxy mode needs a `proxy` delivery function.');
-  }
-  const isSignedIn = options.isSignedIn ?? ((req: Request) => req.isAuthenticated());
+  const mode = checkRouterOptions(options);
+  const isSignedIn = options.isSignedIn ?? isAuthenticatedByPassport;
+  const isValidId = options.isValidId ?? isImageId;
   const authorize = options.authorize ?? (() => true);
   const loginPath = options.loginPath ?? '/login';
   const aligned = options.redirectCache?.mode === 'aligned';
@@ -104,7 +185,7 @@ export function createImageRouter(options: ImageRouterOptions): Router {
 
     // Id format, before any lookup.
     const id = req.params.id;
-    if (!isImageId(id)) throw errors.imageNotFound();
+    if (typeof id !== 'string' || !isValidId(id)) throw errors.imageNotFound();
 
     // Metadata and access rule: unknown and hidden give the same 404.
     const image = await options.findImage(id);

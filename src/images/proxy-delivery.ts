@@ -3,7 +3,7 @@ import { pipeline } from 'node:stream/promises';
 import { GetObjectCommand, HeadObjectCommand, type S3Client } from '@aws-sdk/client-s3';
 import { create as createContentDisposition } from 'content-disposition';
 import type { Request, Response } from 'express';
-import { errors } from '../errors';
+import { errors, type HttpError } from '../errors';
 import {
   ifRangeMatches,
   isNotModified,
@@ -11,6 +11,7 @@ import {
   type Validators,
 } from '../http/conditional';
 import { selectRange, type RangeSelection } from '../http/range';
+import { checkFunction, checkInteger, checkNonEmptyString, checkS3Client } from '../option-checks';
 import { translateS3Error } from '../storage/s3-errors';
 import type { ImageRecord } from './image-repository';
 import type { ProxyDelivery } from './image-router';
@@ -21,18 +22,30 @@ export interface ProxyLogger {
   error(details: object, message: string): void;
 }
 
+/** Options of `createProxyDelivery`. */
 export interface ProxyDeliveryOptions {
-  /** Client for GetObject and HeadObject. Its timeouts and socket pool bound every read. */
+  /**
+   * Client for GetObject and HeadObject, such as one from `createS3Client`. Its timeouts and
+   * socket pool bound every read. It needs s3:GetObject on the keys.
+   */
   client: S3Client;
   /** Bucket that contains the images' keys. */
   bucket: string;
-  /** max-age in seconds of the Cache-Control header on 200, 206 and 304 responses. */
+  /**
+   * `max-age` in seconds of the `Cache-Control: private, max-age=N, immutable` header on 200,
+   * 206 and 304 responses. s3gate uses 31536000 (one year).
+   */
   cacheMaxAgeSeconds: number;
   /**
    * Logger for failures of the body stream. They happen after the headers are sent, so they never
    * reach the error handler. Default: no logging.
    */
   logger?: ProxyLogger | undefined;
+  /**
+   * Called with each failed S3 read, translated by `translateS3Error`, such as to count it. S3's
+   * 304 and reads cancelled because the client left are not failures. Default: ignore.
+   */
+  onS3Error?: ((failure: HttpError) => void) | undefined;
 }
 
 /** Parameters of one S3 read, derived from the client's request. */
@@ -57,23 +70,35 @@ interface StoredObject {
 }
 
 const FULL: RangeSelection = { kind: 'full' };
+const FACTORY = 'createProxyDelivery';
 
 /**
  * Create the proxy-mode delivery for `createImageRouter`: it streams the object through the app
  * and handles conditional, range and HEAD requests (RFC 9110 §13 and §14). The router has
  * already checked the session, the id and the access rule. S3 failures are thrown as catalogue
  * errors (see translateS3Error) and never leave caching headers on the error response.
+ *
+ * The response headers come from the `ImageRecord`, not from S3: `contentType`, `sizeBytes` (for
+ * ranges), `etag` (or S3's ETag when it is null), `createdAt` (Last-Modified) and `originalName`
+ * (Content-Disposition). A record that disagrees with its object gives wrong headers.
+ *
+ * @throws TypeError at construction for a missing or invalid option.
  */
 export function createProxyDelivery(options: ProxyDeliveryOptions): ProxyDelivery {
   const { client, bucket, logger } = options;
-  if (bucket === '') {
+  checkS3Client(FACTORY, 'client', client);
+  checkNonEmptyString(FACTORY, 'bucket', bucket, 'Pass the name of the image bucket.');
+  checkInteger(FACTORY, 'cacheMaxAgeSeconds', options.cacheMaxAgeSeconds, {
+    min: 0,
+    hint: 'Use the max-age of the images in seconds, such as 31536000.',
+  });
+  checkFunction(FACTORY, 'onS3Error', options.onS3Error, { optional: true });
+  if (
+    logger !== undefined &&
+    (typeof logger.warn !== 'function' || typeof logger.error !== 'function')
+  ) {
     throw new TypeError(
-      'createProxyDelivery: `bucket` is empty. Pass the name of the image bucket.',
-    );
-  }
-  if (!Number.isSafeInteger(options.cacheMaxAgeSeconds) || options.cacheMaxAgeSeconds < 0) {
-    throw new TypeError(
-      `createProxyDelivery: cacheMaxAgeSeconds must be a whole number of seconds >= 0, got ${String(options.cacheMaxAgeSeconds)}.`,
+      `${FACTORY}: \`logger\` must have warn(details, message) and error(details, message) methods, such as a pino logger.`,
     );
   }
   // Ids are never reused for other bytes, so a cached copy never needs revalidation.
@@ -115,7 +140,10 @@ export function createProxyDelivery(options: ProxyDeliveryOptions): ProxyDeliver
     } catch (error) {
       if (cancel.signal.aborted) return;
       const failure = translateS3Error(error);
-      if (failure.status !== 304) throw failure;
+      if (failure.status !== 304) {
+        options.onS3Error?.(failure);
+        throw failure;
+      }
       sendNotModified(
         res,
         { ...validators, etag: validators.etag ?? etagOfS3Response(error) },
@@ -143,7 +171,7 @@ export function createProxyDelivery(options: ProxyDeliveryOptions): ProxyDeliver
     }
 
     // Body
-    await streamBody(stored.body, res, image, logger);
+    await streamBody(stored.body, res, image, { logger, onS3Error: options.onS3Error });
   };
 }
 
@@ -229,7 +257,7 @@ async function streamBody(
   body: Readable,
   res: Response,
   image: ImageRecord,
-  logger: ProxyLogger | undefined,
+  report: Pick<ProxyDeliveryOptions, 'logger' | 'onS3Error'>,
 ): Promise<void> {
   try {
     await pipeline(body, res);
@@ -237,13 +265,14 @@ async function streamBody(
     const failure = translateS3Error(error);
     // The client disconnected. pipeline has destroyed the S3 body, so there is nothing to log.
     if (failure.status === 499) return;
+    report.onS3Error?.(failure);
 
     const details = { err: error, imageId: image.id, key: image.key };
     const message =
       'Streaming the image from S3 failed after the headers were sent, so the response was cut short.';
     // 503 and 504 are transient storage trouble. A 502 may be a fault in s3gate or its settings.
-    if (failure.status === 502) logger?.error(details, message);
-    else logger?.warn(details, message);
+    if (failure.status === 502) report.logger?.error(details, message);
+    else report.logger?.warn(details, message);
   }
 }
 

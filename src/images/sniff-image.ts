@@ -15,6 +15,8 @@ export const DEFAULT_ACCEPTED_TYPES: Readonly<
 export const MAX_SNIFF_BYTES = 512 * 1024;
 
 export interface SniffedImage {
+  /** image-size's name for the type, such as png or jpg. */
+  type: string;
   contentType: string;
   extension: string;
   width: number;
@@ -40,8 +42,10 @@ export function sniffImage(
     return undefined;
   }
   const type = result.type === undefined ? undefined : accepted[result.type];
-  if (!type || !(result.width > 0) || !(result.height > 0)) return undefined;
-  return { ...type, width: result.width, height: result.height };
+  if (!type || result.type === undefined || !(result.width > 0) || !(result.height > 0)) {
+    return undefined;
+  }
+  return { ...type, type: result.type, width: result.width, height: result.height };
 }
 
 /** Human names of the accepted types, for error messages. */

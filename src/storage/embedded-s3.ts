@@ -17,6 +17,7 @@ export interface EmbeddedS3 {
   /** Origin such as http://127.0.0.1:4569, for S3 clients and browsers on this machine. */
   endpoint: string;
   port: number;
+  /** Stop the server; calling it again returns the same promise. */
   close(): Promise<void>;
 }
 
@@ -36,13 +37,18 @@ export async function startEmbeddedS3(options: EmbeddedS3Options): Promise<Embed
     configureBuckets: [{ name: options.bucket, configs: [] }],
   });
   const address = await server.run();
+  let closing: Promise<void> | undefined;
   return {
     endpoint: `http://${host}:${address.port}`,
     port: address.port,
-    close: async () => {
-      // s3rver's close waits for keep-alive sockets; end them so shutdown is prompt.
-      server.httpServer?.closeAllConnections();
-      await server.close();
+    // A second call waits for the first instead of failing with "Server is not running".
+    close: () => {
+      closing ??= (async () => {
+        // s3rver's close waits for keep-alive sockets; end them so shutdown is prompt.
+        server.httpServer?.closeAllConnections();
+        await server.close();
+      })();
+      return closing;
     },
   };
 }

@@ -3,21 +3,28 @@ import { getSignedUrl } from '@aws-sdk/s3-request-presigner';
 import { LRUCache } from 'lru-cache';
 import type { AwsCredentialIdentity } from '@smithy/types';
 import { MAX_URL_LIFETIME_SECONDS } from '../config';
+import { checkFunction, checkInteger, checkNonEmptyString, checkS3Client } from '../option-checks';
 import { PROBE_KEY, QueryPresigner, targetFromSdkUrl } from './query-presigner';
 
 /** Response headers that S3 sets from `response-*` query parameters of a signed URL. */
 export interface ResponseOverrides {
+  /** `Cache-Control` of the response, such as `private, max-age=31536000, immutable`. */
   cacheControl?: string;
   /** Absolute expiry for the `Expires` header. */
   expires?: Date;
+  /** `Content-Disposition`, such as `attachment; filename="photo.png"`. */
   contentDisposition?: string;
+  /** `Content-Type`, replacing the one stored with the object. */
   contentType?: string;
 }
 
+/** One URL to sign. */
 export interface SignRequest {
+  /** S3 key of the object. */
   key: string;
-  /** S3 checks the method in the signature, so a HEAD needs a URL signed for HeadObject. */
+  /** S3 checks the method in the signature, so a HEAD needs a URL signed for HeadObject. Default GET. */
   method?: 'GET' | 'HEAD';
+  /** Response headers that S3 sets from the URL's `response-*` parameters. Default none. */
   overrides?: ResponseOverrides;
   /**
    * Make the object fresh in the browser exactly until the URL expires: `response-cache-control:
@@ -26,36 +33,64 @@ export interface SignRequest {
   cacheUntilExpiry?: boolean;
 }
 
+/** Options of `createUrlSigner`. */
 export interface UrlSignerOptions {
-  /** Client whose endpoint is the one browsers reach; its credentials sign the URLs. */
+  /**
+   * Client whose credentials sign the URLs. Its endpoint must be the one browsers reach, because
+   * the host is part of the signature. Create it with `createS3Client`, which turns off the SDK's
+   * default checksum parameters that some S3-compatible stores reject in a URL.
+   */
   client: S3Client;
+  /** Bucket that contains the objects. */
   bucket: string;
-  /** Length of the signing window: every request within one window gets the same URL. */
+  /**
+   * Length of the signing window in seconds: every request within one window gets the same URL,
+   * so the browser cache keyed by that URL works for the whole window. s3gate uses 3600.
+   */
   windowSeconds: number;
-  /** Validity a URL keeps at least, even when handed out at the very end of its window. */
+  /**
+   * Validity in seconds that a URL keeps at least, even when handed out at the very end of its
+   * window. Each URL lives `windowSeconds + minValiditySeconds` from the window start, which must
+   * not exceed 604800 (7 days, the SigV4 limit). s3gate uses 600.
+   */
   minValiditySeconds: number;
-  /** Maximum number of memoized URLs. Default 10,000. */
+  /** Maximum number of memoized URLs, least recently used evicted first. Default 10,000. */
   cacheSize?: number;
-  /** Clock in milliseconds; tests move it. */
+  /** Clock in milliseconds since the epoch. Default `Date.now`; tests move it. */
   now?: () => number;
-  /** Called once per credential expiry when a URL lifetime is shortened to fit it. */
+  /**
+   * Called when a URL's lifetime is shortened to the expiry of temporary credentials (STS, SSO,
+   * IAM roles), once per credential expiry. Default: ignore.
+   */
   onLifetimeClamped?: (info: { lifetimeSeconds: number; credentialsExpireAt: Date }) => void;
   /**
-   * Called when the fast presigner's URL for a probe differs from the SDK's, so every URL is
-   * signed by the SDK instead. Default: ignore. Set false in `fastPath` to always use the SDK.
+   * Called when the built-in presigner's URL for a probe differs from the SDK's, so every URL is
+   * signed by the SDK instead. Default: ignore.
    */
   onFastPathDisabled?: (reason: string) => void;
-  /** Sign with the built-in SigV4 presigner after checking it against the SDK. Default true. */
+  /**
+   * Sign with the built-in SigV4 presigner, which skips the SDK's middleware stack for each URL,
+   * after checking that it produces the same URLs as the SDK. Default true; false always uses the SDK.
+   */
   fastPath?: boolean;
 }
 
+/** A signer made by `createUrlSigner`. */
 export interface UrlSigner {
+  /** Sign a URL for the current window, or return the memoized one. */
   sign(request: SignRequest): Promise<string>;
   /** Start of the current signing window, in seconds since the epoch. */
   windowStart(): number;
+  /**
+   * Running totals since creation: memo cache hits and misses, and URLs whose lifetime was
+   * shortened to the expiry of temporary credentials.
+   */
   readonly stats: { hits: number; misses: number; clamped: number };
+  /** Whether URLs come from the built-in presigner (true) or the SDK (false); resolves after the first sign. */
   usesFastPath(): Promise<boolean>;
 }
+
+const CREDENTIAL_REFRESH_MARGIN_MS = 5 * 60 * 1000;
 
 /** Expiry of a SigV4 presigned URL in milliseconds since the epoch, from X-Amz-Date and X-Amz-Expires. */
 export function presignedUrlExpiry(url: string): number {
@@ -67,6 +102,24 @@ export function presignedUrlExpiry(url: string): number {
   return Date.UTC(y ?? 0, (mo ?? 1) - 1, d, h, mi, se) + Number(expires[1]) * 1000;
 }
 
+const FACTORY = 'createUrlSigner';
+
+function checkOptions(options: UrlSignerOptions): void {
+  checkS3Client(FACTORY, 'client', options.client);
+  checkNonEmptyString(FACTORY, 'bucket', options.bucket, 'Pass the name of the image bucket.');
+  checkInteger(FACTORY, 'windowSeconds', options.windowSeconds, {
+    hint: 'Use the signing window in seconds, such as 3600.',
+  });
+  checkInteger(FACTORY, 'minValiditySeconds', options.minValiditySeconds, {
+    min: 0,
+    hint: 'Use the validity in seconds that a URL keeps at least, such as 600.',
+  });
+  if (options.cacheSize !== undefined) checkInteger(FACTORY, 'cacheSize', options.cacheSize);
+  checkFunction(FACTORY, 'now', options.now, { optional: true });
+  checkFunction(FACTORY, 'onLifetimeClamped', options.onLifetimeClamped, { optional: true });
+  checkFunction(FACTORY, 'onFastPathDisabled', options.onFastPathDisabled, { optional: true });
+}
+
 /**
  * Create a signer that returns byte-identical presigned URLs for the whole of a time window.
  *
@@ -74,8 +127,23 @@ export function presignedUrlExpiry(url: string): number {
  * every page view would make every view a cache miss. Rounding the signing time down to the
  * window start makes the URL a pure function of (credentials, bucket, key, method, overrides,
  * window), which also holds across app instances that share credentials and settings.
+ *
+ * @throws TypeError for a missing or invalid option, and RangeError when
+ *   `windowSeconds + minValiditySeconds` exceeds 604800 seconds.
+ *
+ * @example
+ * ```ts
+ * const signer = createUrlSigner({
+ *   client: createS3Client({ region: 'eu-west-1' }),
+ *   bucket: 'my-private-images',
+ *   windowSeconds: 3600,
+ *   minValiditySeconds: 600,
+ * });
+ * const url = await signer.sign({ key: 'images/abc.png' });
+ * ```
  */
 export function createUrlSigner(options: UrlSignerOptions): UrlSigner {
+  checkOptions(options);
   const windowSeconds = options.windowSeconds;
   const lifetimeSeconds = windowSeconds + options.minValiditySeconds;
   if (lifetimeSeconds > MAX_URL_LIFETIME_SECONDS) {
@@ -91,6 +159,26 @@ export function createUrlSigner(options: UrlSignerOptions): UrlSigner {
   let lastClampReportedFor: number | undefined;
 
   let fastPresigner: Promise<QueryPresigner | undefined> | undefined;
+  let knownCredentials: AwsCredentialIdentity | undefined;
+  // The resolved fastPresigner, so cache misses after the first skip awaiting it.
+  let readyPresigner: QueryPresigner | undefined;
+
+  // Reuse resolved credentials while they have more than five minutes left, the same margin the
+  // SDK's own provider uses before it refreshes; skipping the provider's promise keeps a memoized
+  // lookup under a microsecond.
+  function currentCredentials(): AwsCredentialIdentity | Promise<AwsCredentialIdentity> {
+    const known = knownCredentials;
+    if (
+      known &&
+      (!known.expiration || known.expiration.getTime() - now() > CREDENTIAL_REFRESH_MARGIN_MS)
+    ) {
+      return known;
+    }
+    return options.client.config.credentials().then((credentials) => {
+      knownCredentials = credentials;
+      return credentials;
+    });
+  }
 
   const windowStart = () => Math.floor(now() / 1000 / windowSeconds) * windowSeconds;
 
@@ -203,21 +291,11 @@ export function createUrlSigner(options: UrlSignerOptions): UrlSigner {
     const method = request.method ?? 'GET';
     const cacheUntilExpiry = request.cacheUntilExpiry === true;
     let o = request.overrides ?? {};
-    // The SDK memoizes its credential provider, so this costs a resolved promise on the warm path.
     // The key includes the credentials so that a refresh never serves a URL signed by the old ones.
-    const credentials = await options.client.config.credentials();
-    const cacheKey = [
-      credentials.accessKeyId,
-      credentials.expiration?.getTime() ?? '',
-      start,
-      method,
-      cacheUntilExpiry,
-      request.key,
-      o.cacheControl ?? '',
-      o.expires?.getTime() ?? '',
-      o.contentDisposition ?? '',
-      o.contentType ?? '',
-    ].join('\n');
+    const current = currentCredentials();
+    const credentials = 'then' in current ? await current : current;
+    // A template literal is the cheapest way to build this key; the warm path is only this and a lookup.
+    const cacheKey = `${credentials.accessKeyId}\n${credentials.expiration?.getTime() ?? ''}\n${start}\n${method}\n${cacheUntilExpiry}\n${request.key}\n${o.cacheControl ?? ''}\n${o.expires?.getTime() ?? ''}\n${o.contentDisposition ?? ''}\n${o.contentType ?? ''}`;
 
     const cached = cache.get(cacheKey);
     if (cached !== undefined) {
@@ -227,7 +305,8 @@ export function createUrlSigner(options: UrlSignerOptions): UrlSigner {
     stats.misses += 1;
 
     fastPresigner ??= createFastPresigner(credentials);
-    const presigner = await fastPresigner;
+    const presigner = readyPresigner ?? (await fastPresigner);
+    readyPresigner = presigner;
     const signingDate = new Date(start * 1000);
     const expiresIn = resolveLifetime(start, credentials.expiration);
     if (cacheUntilExpiry) {

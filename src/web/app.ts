@@ -1,10 +1,8 @@
-import { randomUUID } from 'node:crypto';
 import path from 'node:path';
 import type { S3Client } from '@aws-sdk/client-s3';
-import express, { type Express, type Request } from 'express';
+import express, { type Express } from 'express';
 import { rateLimit, type Store as RateLimitStore } from 'express-rate-limit';
 import session from 'express-session';
-import { pinoHttp } from 'pino-http';
 import { createAuthRoutes } from '../auth/auth-routes';
 import { createPassport } from '../auth/passport-setup';
 import { UserRepository } from '../auth/user-repository';
@@ -16,7 +14,7 @@ import { createAdminImageRoutes } from '../images/admin-routes';
 import { canView } from '../images/access-rule';
 import { ImageRepository } from '../images/image-repository';
 import { createImageRouter, type ProxyDelivery } from '../images/image-router';
-import { withoutQuery, type Logger } from '../logger';
+import type { Logger } from '../logger';
 import { translateDatabaseError } from '../db/database-errors';
 import { translateS3Error } from '../storage/s3-errors';
 import { checkStorage } from '../storage/storage-check';
@@ -24,6 +22,8 @@ import type { UrlSigner } from '../storage/url-signer';
 import { createErrorHandler } from './error-handler';
 import { createGalleryRoutes } from './gallery-routes';
 import { createHealthRoutes } from './health-routes';
+import type { Metrics } from './metrics';
+import { createRequestLogger } from './request-logger';
 import { createSecurityHeaders } from './security-headers';
 
 export const SESSION_COOKIE_NAME = 's3gate.sid';
@@ -46,17 +46,13 @@ export interface AppDependencies {
   proxy?: ProxyDelivery;
   /** Store for the failed-login limit; default in memory (one process only). */
   rateLimitStore?: RateLimitStore;
+  /** Metrics of this instance, served at /metrics; without them there is no /metrics. */
+  metrics?: Metrics;
   /**
    * Routes mounted after the session and passport middleware, before the image router. The
    * benchmarks use it for baseline routes behind the same stack; apps can add their own pages.
    */
   extraRoutes?: express.Router;
-}
-
-// Accept a caller's request id only when it is short and plain, so it cannot forge log lines.
-function requestId(req: Request): string {
-  const given = req.headers['x-request-id'];
-  return typeof given === 'string' && /^[A-Za-z0-9._-]{1,64}$/.test(given) ? given : randomUUID();
 }
 
 /** Assemble the full s3gate web app from its dependencies. */
@@ -74,27 +70,9 @@ export function createApp(deps: AppDependencies): Express {
   const users = new UserRepository(deps.database.db);
   const passport = createPassport(users);
 
-  // Request log: one line per request. Headers are left out: cookies and signed URLs are secrets.
-  app.use(
-    pinoHttp({
-      logger,
-      genReqId: (req, res) => {
-        const id = requestId(req as Request);
-        res.setHeader('X-Request-Id', id);
-        return id;
-      },
-      customLogLevel: (_req, res, error) => (error || res.statusCode >= 500 ? 'error' : 'info'),
-      serializers: {
-        req: (req: { id: string; method: string; url: string; remoteAddress?: string }) => ({
-          id: req.id,
-          method: req.method,
-          url: withoutQuery(req.url),
-          remoteAddress: req.remoteAddress,
-        }),
-        res: (res: { statusCode: number }) => ({ statusCode: res.statusCode }),
-      },
-    }),
-  );
+  if (deps.metrics) app.use(deps.metrics.countRequests);
+
+  app.use(createRequestLogger(logger));
   app.use(createSecurityHeaders(deps.imageOrigins));
   app.use('/assets', express.static(path.join(VIEWS_DIR, 'assets'), { maxAge: '1h' }));
 
@@ -108,6 +86,9 @@ export function createApp(deps: AppDependencies): Express {
       logger,
     ),
   );
+
+  // Before the session, so that scrapes never create sessions or touch the database.
+  if (deps.metrics) app.use(deps.metrics.router);
 
   app.use(
     session({
@@ -171,6 +152,7 @@ export function createApp(deps: AppDependencies): Express {
   });
   app.use(createAuthRoutes({ passport, logger, loginLimiter, cookieName: SESSION_COOKIE_NAME }));
   app.use(createGalleryRoutes(images));
+  if (deps.metrics) app.post('/admin/images', deps.metrics.observeUploads);
   app.use(
     createAdminImageRoutes({
       images,
@@ -180,6 +162,7 @@ export function createApp(deps: AppDependencies): Express {
       maxBytes: config.images.maxBytes,
       cacheMaxAgeSeconds: config.images.cacheMaxAgeSeconds,
       logger,
+      onS3Error: deps.metrics && ((failure) => deps.metrics?.countS3Error(failure, 'write')),
     }),
   );
   app.use(createUsersRoutes(users, logger));

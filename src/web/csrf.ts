@@ -32,9 +32,18 @@ export function issueCsrfToken(req: Request, res: Response): void {
 
 /** Give every view a token, and reject unsafe requests without a valid one. */
 export function csrfProtection(req: Request, res: Response, next: NextFunction): void {
+  const hadToken = typeof csrf.getTokenFromState(req) === 'string';
   issueCsrfToken(req, res);
   if (['GET', 'HEAD', 'OPTIONS'].includes(req.method)) {
-    next();
+    if (hadToken) {
+      next();
+      return;
+    }
+    // Store a new token before the page goes out. express-session saves only after the response
+    // is sent, so a failed save (database down) would leave a form whose token never works.
+    req.session.save((error?: unknown) => {
+      next(error);
+    });
     return;
   }
   if (!isValidCsrfToken(req, csrf.getTokenFromRequest(req) ?? undefined)) {

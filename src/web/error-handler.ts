@@ -14,6 +14,13 @@ function toClientError(
   if (isHttpError(error)) return error;
   const translated = translate?.(error);
   if (translated) return translated;
+  // Some libraries mark client errors with a bare `status`: Express's router sets 400 on the
+  // URIError of a malformed %-escape in the path. Their messages may echo the request, so the
+  // client gets the standard text for the status instead.
+  const status = (error as { status?: unknown } | null)?.status;
+  if (typeof status === 'number' && Number.isInteger(status) && status >= 400 && status < 500) {
+    return createError(status);
+  }
   return createError(500, 'Something went wrong on our side. Try again later.', {
     code: 'INTERNAL',
   });

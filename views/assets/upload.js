@@ -47,8 +47,8 @@
         var message = 'failed (' + xhr.status + ')';
         try {
           message = JSON.parse(xhr.responseText).error.message;
-        } catch (e) {
-          /* keep the status text */
+        } catch {
+          // Not JSON (a proxy's error page, say): keep the status text.
         }
         finish(false, message);
       };
