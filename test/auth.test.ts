@@ -1,5 +1,7 @@
 import request from 'supertest';
 import session from 'express-session';
+import { isSessionCurrent } from '../src/auth/passport-setup';
+import { UserRepository } from '../src/auth/user-repository';
 import {
   ADMIN_PASSWORD,
   MEMBER_PASSWORD,
@@ -112,6 +114,7 @@ describe('C15 logout', () => {
 
     expect(logout.status).toBe(303);
     expect(logout.headers.location).toBe('/login');
+    expect(logout.headers['clear-site-data']).toBe('"cache"');
     const oldCookie = await request(stack.url)
       .get(`/image/${id}`)
       .set('Cookie', cookie)
@@ -361,4 +364,58 @@ describe('pages', () => {
       expect(response.headers['cache-control']).toBe('no-store');
     },
   );
+});
+
+describe('isSessionCurrent', () => {
+  const now = 1_000_000_000_000;
+  const day = 24 * 3600 * 1000;
+  const cases: [string, unknown, Date | null, boolean][] = [
+    ['fresh session', now - 1000, null, true],
+    ['older than the lifetime', now - day - 1, null, false],
+    ['missing sign-in time', undefined, null, false],
+    ['sign-in time not a number', '1', null, false],
+    ['signed in before a password change', now - 5000, new Date(now - 1000), false],
+    ['signed in after a password change', now - 1000, new Date(now - 5000), true],
+  ];
+
+  it.each(cases)('%s', (_name, signedInAt, passwordChangedAt, expected) => {
+    expect(isSessionCurrent(signedInAt, passwordChangedAt, day, now)).toBe(expected);
+  });
+});
+
+describe('session lifetime', () => {
+  it('ends a session older than its maximum age', async () => {
+    const agent = await loggedInAgent(stack.url);
+    const cookie = (await agent.get('/').redirects(0)).request.cookies;
+    const sid = sessionIdFrom(cookie);
+    const stored = (await storedSession(sid)) as session.SessionData;
+    // The store still holds the session: only its sign-in time is past the lifetime.
+    const maxAgeMs = stack.runtime.config.session.maxAgeSeconds * 1000;
+    await new Promise<void>((resolve, reject) => {
+      stack.runtime.sessionStore.set(
+        sid,
+        { ...stored, signedInAt: Date.now() - maxAgeMs - 1000 },
+        (error) => {
+          if (error) reject(error instanceof Error ? error : new Error(String(error)));
+          else resolve();
+        },
+      );
+    });
+
+    expect((await storedSession(sid)) === null).toBe(false);
+    expect((await request(stack.url).get('/').set('Cookie', cookie).redirects(0)).status).toBe(303);
+  });
+
+  it('ends sessions that signed in before a password change', async () => {
+    await addMember(stack, 'rotating');
+    const member = await loggedInAgent(stack.url, 'rotating', MEMBER_PASSWORD);
+    const users = new UserRepository(stack.runtime.database.db);
+    const account = await users.findForLogin('rotating');
+
+    expect((await member.get('/').redirects(0)).status).toBe(200);
+    await users.setPassword(account?.id ?? '', 'a-brand-new-password');
+    expect((await member.get('/').redirects(0)).status).toBe(303);
+    const again = await loggedInAgent(stack.url, 'rotating', 'a-brand-new-password');
+    expect((await again.get('/').redirects(0)).status).toBe(200);
+  });
 });

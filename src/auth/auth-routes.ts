@@ -65,6 +65,8 @@ export function createAuthRoutes(options: AuthRoutesOptions): Router {
         // passport 0.7 regenerates the session here, so a session id fixed before login is worthless.
         req.login(user, (loginError) => {
           if (loginError) return next(loginError);
+          // The session's absolute lifetime counts from here; see createPassport.
+          req.session.signedInAt = Date.now();
           logger.info({ event: 'login', userId: user.id }, 'user signed in');
           res.redirect(303, target);
         });
@@ -88,6 +90,8 @@ export function createAuthRoutes(options: AuthRoutesOptions): Router {
         if (destroyError) return next(destroyError);
         if (userId) logger.info({ event: 'logout', userId }, 'user signed out');
         res.clearCookie(options.cookieName, { path: '/' });
+        // Proxy mode caches images under this origin; drop them from this browser's cache.
+        res.setHeader('Clear-Site-Data', '"cache"');
         res.redirect(303, '/login');
       });
     });

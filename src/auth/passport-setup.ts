@@ -1,3 +1,5 @@
+import type { IncomingMessage } from 'node:http';
+import type { Request } from 'express';
 import { Passport, type PassportStatic } from 'passport';
 import { Strategy as LocalStrategy } from 'passport-local';
 import { dummyPasswordHash, verifyPassword } from './password';
@@ -22,11 +24,31 @@ async function checkCredentials(
 }
 
 /**
+ * Decide whether a signed-in session may go on: it must not be older than the session lifetime,
+ * however often it is used, and it must not predate the user's last password change.
+ */
+export function isSessionCurrent(
+  signedInAt: unknown,
+  passwordChangedAt: Date | null,
+  maxAgeMs: number,
+  now = Date.now(),
+): boolean {
+  if (typeof signedInAt !== 'number' || !Number.isFinite(signedInAt)) return false;
+  if (now - signedInAt > maxAgeMs) return false;
+  return passwordChangedAt === null || signedInAt >= passwordChangedAt.getTime();
+}
+
+/**
  * Create a passport instance with the local (username and password) strategy. The session
  * stores only the user id; each request loads the user again, so a removed user or a changed
  * role takes effect at once.
+ *
+ * express-session extends a session's expiry on every request, so without a limit of its own
+ * a stolen cookie that is used regularly would never expire. Each session therefore carries its
+ * sign-in time (`signedInAt`, set by the login route), and a session older than
+ * `sessionMaxAgeMs`, or older than the last password change, no longer deserializes.
  */
-export function createPassport(users: UserRepository): PassportStatic {
+export function createPassport(users: UserRepository, sessionMaxAgeMs: number): PassportStatic {
   const passport = new Passport() as PassportStatic;
 
   passport.use(
@@ -45,15 +67,30 @@ export function createPassport(users: UserRepository): PassportStatic {
     done(null, user.id);
   });
 
-  passport.deserializeUser((id: unknown, done) => {
-    if (typeof id !== 'string') return done(null, false);
-    users
-      .findById(id)
-      .then((user) =>
-        done(null, user ? { id: user.id, username: user.username, role: user.role } : false),
-      )
-      .catch((error: unknown) => done(error));
-  });
+  passport.deserializeUser(
+    (
+      incoming: IncomingMessage,
+      id: unknown,
+      done: (error: unknown, user?: Express.User | false) => void,
+    ) => {
+      // passport calls this with the Express request, which express-session has given a session.
+      const req = incoming as Request;
+      if (typeof id !== 'string') return done(null, false);
+      users
+        .findById(id)
+        .then((user) => {
+          if (
+            !user ||
+            !isSessionCurrent(req.session.signedInAt, user.passwordChangedAt, sessionMaxAgeMs)
+          ) {
+            done(null, false);
+            return;
+          }
+          done(null, { id: user.id, username: user.username, role: user.role });
+        })
+        .catch((error: unknown) => done(error));
+    },
+  );
 
   return passport;
 }

@@ -10,6 +10,8 @@ export interface UserRecord {
   username: string;
   role: Role;
   createdAt: Date;
+  /** When the password last changed; sessions that signed in before then are no longer valid. */
+  passwordChangedAt: Date | null;
 }
 
 /** Usernames: 1 to 64 letters, digits, dots, dashes, underscores or @. */
@@ -29,6 +31,7 @@ function toRecord(row: Selectable<UsersTable>): UserRecord {
     username: row.username,
     role: row.role,
     createdAt: new Date(row.created_at),
+    passwordChangedAt: row.password_changed_at === null ? null : new Date(row.password_changed_at),
   };
 }
 
@@ -90,7 +93,13 @@ export class UserRepository {
     if (await this.findForLogin(username)) {
       throw new InvalidUserError(`A user named "${username}" already exists.`);
     }
-    const user: UserRecord = { id: randomUUID(), username, role, createdAt: new Date() };
+    const user: UserRecord = {
+      id: randomUUID(),
+      username,
+      role,
+      createdAt: new Date(),
+      passwordChangedAt: null,
+    };
     await this.db
       .insertInto('users')
       .values({
@@ -104,11 +113,15 @@ export class UserRepository {
     return user;
   }
 
+  /** Change a password. Sessions signed in with the old one end at their next request. */
   async setPassword(id: string, password: string): Promise<boolean> {
     validateNewUser('placeholder', password);
     const result = await this.db
       .updateTable('users')
-      .set({ password_hash: await hashPassword(password) })
+      .set({
+        password_hash: await hashPassword(password),
+        password_changed_at: new Date().toISOString(),
+      })
       .where('id', '=', id)
       .executeTakeFirst();
     return result.numUpdatedRows > 0n;

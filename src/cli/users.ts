@@ -82,7 +82,8 @@ async function findUser(users: UserRepository, username: string): Promise<UserRe
   const found = await users.findForLogin(username);
   if (!found)
     throw new CommandError(`No user named "${username}". List them with: npm run users -- list`);
-  return { id: found.id, username: found.username, role: found.role, createdAt: found.createdAt };
+  const { passwordHash, ...user } = found;
+  return user;
 }
 
 async function addUser(users: UserRepository, username: string, role: Role): Promise<string> {

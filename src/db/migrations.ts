@@ -53,6 +53,15 @@ const migrations: Record<string, Migration> = {
   },
 };
 
+migrations['2026-12-04-002-password-changed-at'] = {
+  async up(db: Kysely<unknown>) {
+    await db.schema.alterTable('users').addColumn('password_changed_at', 'text').execute();
+  },
+  async down(db: Kysely<unknown>) {
+    await db.schema.alterTable('users').dropColumn('password_changed_at').execute();
+  },
+};
+
 export const migrationProvider: MigrationProvider = {
   getMigrations: () => Promise.resolve(migrations),
 };

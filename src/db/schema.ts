@@ -7,6 +7,8 @@ export interface UsersTable {
   password_hash: string;
   role: 'admin' | 'member';
   created_at: string;
+  /** Set when the password changes; sessions signed in before it end. */
+  password_changed_at: string | null;
 }
 
 export interface ImagesTable {

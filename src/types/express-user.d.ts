@@ -10,3 +10,10 @@ declare global {
     }
   }
 }
+
+declare module 'express-session' {
+  interface SessionData {
+    /** When the user signed in, in milliseconds since the epoch. */
+    signedInAt: number;
+  }
+}

@@ -68,7 +68,7 @@ export function createApp(deps: AppDependencies): Express {
 
   const images = new ImageRepository(deps.database.db);
   const users = new UserRepository(deps.database.db);
-  const passport = createPassport(users);
+  const passport = createPassport(users, config.session.maxAgeSeconds * 1000);
 
   if (deps.metrics) app.use(deps.metrics.countRequests);
 
