@@ -401,3 +401,30 @@ describe('uploaded object metadata', () => {
     expect(image?.key).toMatch(/^images\/[A-Za-z0-9_-]{22}\.jpg$/);
   });
 });
+
+describe('S3_PUBLIC_ENDPOINT', () => {
+  it('signs URLs for the origin browsers use', async () => {
+    const internal = stack.runtime.embeddedS3?.endpoint ?? '';
+    // The same S3 server under another host name, as with MinIO behind a public name.
+    const publicEndpoint = internal.replace('127.0.0.1', 'localhost');
+    const other = await startTestStack(
+      { S3_BUCKET: 's3gate-images', S3_ENDPOINT: internal, S3_PUBLIC_ENDPOINT: publicEndpoint },
+      { s3Credentials: EMBEDDED_S3_CREDENTIALS },
+    );
+    try {
+      const otherAgent = await loggedInAgent(other.url);
+      const { id, bytes } = await uploadFixture(otherAgent);
+      const response = await otherAgent.get(`/image/${id}`).redirects(0);
+      const location = locationOf(response);
+      const page = await otherAgent.get('/');
+
+      expect(new URL(location).origin).toBe(publicEndpoint);
+      expect((await fetchPlain(location)).body.equals(bytes)).toBe(true);
+      expect(page.headers['content-security-policy']).toContain(
+        `img-src 'self' data: ${publicEndpoint}`,
+      );
+    } finally {
+      await other.stop();
+    }
+  });
+});
