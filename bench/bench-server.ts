@@ -41,6 +41,16 @@ async function main(): Promise<void> {
         res.status(302).end();
       });
 
+      router.get('/bench/constant-long', (req, res) => {
+        if (!req.isAuthenticated()) {
+          res.sendStatus(401);
+          return;
+        }
+        noStore(res);
+        res.setHeader('Location', `http://127.0.0.1:1/${'x'.repeat(420)}`);
+        res.status(302).end();
+      });
+
       router.get('/bench/naive/:id', async (req, res) => {
         if (!req.isAuthenticated()) {
           res.sendStatus(401);

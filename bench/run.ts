@@ -30,7 +30,7 @@ function redirectSection(r: RedirectResult): string {
   return [
     '## 1. Redirect throughput and latency',
     '',
-    `autocannon, ${r.connections} connections, ${r.rounds} rounds of ${r.durationSeconds} s per route, routes alternating; each figure is the median of the rounds. All three routes run in one app process behind the same session and passport stack, with a signed-in cookie (SQLite sessions). The load generator runs in another process.`,
+    `autocannon, ${r.connections} connections, ${r.rounds} rounds of ${r.durationSeconds} s per route, routes alternating in a rotating order after a 2 s warm-up each; each figure is the median of the rounds. All three routes run in one app process behind the same session and passport stack, with a signed-in cookie (SQLite sessions). The load generator runs in another process.`,
     '',
     '| route | req/s | p50 ms | p99 ms | s3gate ÷ route | non-3xx | errors |',
     '| --- | --- | --- | --- | --- | --- | --- |',

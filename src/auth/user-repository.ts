@@ -1,5 +1,6 @@
 import { randomUUID } from 'node:crypto';
 import type { Kysely, Selectable } from 'kysely';
+import { compileLookup } from '../db/compiled-lookup';
 import type { Database, UsersTable } from '../db/schema';
 import { hashPassword } from './password';
 
@@ -50,14 +51,16 @@ export function validateNewUser(username: string, password: string): void {
 
 /** Stores accounts with argon2id password hashes. */
 export class UserRepository {
-  constructor(private readonly db: Kysely<Database>) {}
+  constructor(private readonly db: Kysely<Database>) {
+    this.selectById = compileLookup(db, (d, id) =>
+      d.selectFrom('users').selectAll().where('id', '=', id),
+    );
+  }
+
+  private readonly selectById;
 
   async findById(id: string): Promise<UserRecord | undefined> {
-    const row = await this.db
-      .selectFrom('users')
-      .selectAll()
-      .where('id', '=', id)
-      .executeTakeFirst();
+    const row = await this.selectById(id);
     return row && toRecord(row);
   }
 

@@ -1,6 +1,7 @@
 import session from 'express-session';
 import type { Kysely } from 'kysely';
 import { LRUCache } from 'lru-cache';
+import { compileLookup } from './compiled-lookup';
 import type { Database } from './schema';
 
 type Callback = (error?: unknown) => void;
@@ -23,6 +24,7 @@ export interface DatabaseSessionStoreOptions {
 export class DatabaseSessionStore extends session.Store {
   private readonly defaultTtlMs: number;
   private readonly pruneTimer: NodeJS.Timeout | undefined;
+  private readonly selectBySid;
   /** Expiry last written per session id by this process, to skip touches that change nothing. */
   private readonly writtenExpiry = new LRUCache<string, number>({ max: 100_000 });
 
@@ -31,6 +33,9 @@ export class DatabaseSessionStore extends session.Store {
     options: DatabaseSessionStoreOptions = {},
   ) {
     super();
+    this.selectBySid = compileLookup(db, (d, sid) =>
+      d.selectFrom('sessions').select(['sess', 'expires_at']).where('sid', '=', sid),
+    );
     this.defaultTtlMs = options.defaultTtlMs ?? 24 * 60 * 60 * 1000;
     const interval = options.pruneIntervalMs ?? 15 * 60 * 1000;
     if (interval > 0) {
@@ -51,11 +56,7 @@ export class DatabaseSessionStore extends session.Store {
     sid: string,
     callback: (error: unknown, session?: session.SessionData | null) => void,
   ): void {
-    this.db
-      .selectFrom('sessions')
-      .select(['sess', 'expires_at'])
-      .where('sid', '=', sid)
-      .executeTakeFirst()
+    this.selectBySid(sid)
       .then((row) => {
         if (!row || row.expires_at <= Date.now()) {
           callback(null, null);

@@ -1,4 +1,5 @@
 import type { Kysely, Selectable } from 'kysely';
+import { compileLookup } from '../db/compiled-lookup';
 import type { Database, ImagesTable } from '../db/schema';
 
 /** Metadata of one stored image, as the routes use it. */
@@ -48,14 +49,16 @@ function toRecord(row: Selectable<ImagesTable>): ImageRecord {
 
 /** Stores and reads image metadata; knows nothing about S3 or sessions. */
 export class ImageRepository {
-  constructor(private readonly db: Kysely<Database>) {}
+  constructor(private readonly db: Kysely<Database>) {
+    this.selectById = compileLookup(db, (d, id) =>
+      d.selectFrom('images').selectAll().where('id', '=', id),
+    );
+  }
+
+  private readonly selectById;
 
   async findById(id: string): Promise<ImageRecord | undefined> {
-    const row = await this.db
-      .selectFrom('images')
-      .selectAll()
-      .where('id', '=', id)
-      .executeTakeFirst();
+    const row = await this.selectById(id);
     return row && toRecord(row);
   }
 
