@@ -1,4 +1,5 @@
 import path from 'node:path';
+import proxyaddr from 'proxy-addr';
 import { z } from 'zod';
 
 /** SigV4 rejects presigned URLs that live longer than seven days. */
@@ -11,6 +12,17 @@ const booleanString = z
   .enum(['true', 'false', '1', '0'])
   .transform((v) => v === 'true' || v === '1');
 const positiveInt = z.coerce.number().int().positive();
+/** Node's timers hold at most 2^31 - 1 ms (about 24.8 days); a larger delay silently becomes 1 ms. */
+const MAX_TIMER_MS = 2 ** 31 - 1;
+const timerMs = positiveInt.max(
+  MAX_TIMER_MS,
+  `must be at most ${MAX_TIMER_MS} ms (Node's timer limit)`,
+);
+const timerSeconds = positiveInt.max(
+  Math.floor(MAX_TIMER_MS / 1000),
+  `must be at most ${Math.floor(MAX_TIMER_MS / 1000)} s (Node's timer limit)`,
+);
+const TEN_YEARS_SECONDS = 10 * 365 * 24 * 60 * 60;
 const nonNegativeInt = z.coerce.number().int().nonnegative();
 const port = z.coerce.number().int().min(0).max(65535);
 
@@ -25,7 +37,7 @@ const envSchema = z
     PORT: port.default(3000),
     DATA_DIR: z.string().min(1).default('data'),
     LOG_LEVEL: z.enum(LOG_LEVELS).default('info'),
-    SHUTDOWN_TIMEOUT_MS: positiveInt.default(25000),
+    SHUTDOWN_TIMEOUT_MS: timerMs.default(25000),
     TRUST_PROXY: z.string().optional(),
 
     DELIVERY_MODE: z.enum(DELIVERY_MODES).default('redirect'),
@@ -39,24 +51,28 @@ const envSchema = z
       .string()
       .regex(/^([A-Za-z0-9._-]+\/)*$/, 'must be empty or path segments ending in "/", like images/')
       .default('images/'),
-    S3_CONNECT_TIMEOUT_MS: positiveInt.default(3000),
-    S3_REQUEST_TIMEOUT_MS: positiveInt.default(30000),
-    S3_MAX_SOCKETS: positiveInt.default(50),
+    S3_CONNECT_TIMEOUT_MS: timerMs.default(3000),
+    S3_REQUEST_TIMEOUT_MS: timerMs.default(30000),
+    S3_MAX_SOCKETS: positiveInt.max(10000).default(50),
     EMBEDDED_S3_PORT: port.default(4569),
 
     SIGNED_URL_WINDOW_SECONDS: positiveInt.default(3600),
     SIGNED_URL_MIN_VALIDITY_SECONDS: nonNegativeInt.default(600),
-    SIGNED_URL_CACHE_SIZE: positiveInt.default(10000),
+    SIGNED_URL_CACHE_SIZE: positiveInt.max(10_000_000).default(10000),
     REDIRECT_CACHE: z.enum(['none', 'aligned']).default('none'),
-    REDIRECT_CACHE_MARGIN_SECONDS: nonNegativeInt.default(60),
+    REDIRECT_CACHE_MARGIN_SECONDS: nonNegativeInt.max(MAX_URL_LIFETIME_SECONDS).default(60),
 
-    IMAGE_MAX_BYTES: positiveInt.default(10 * 1024 * 1024),
-    IMAGE_CACHE_MAX_AGE_SECONDS: positiveInt.default(31536000),
+    IMAGE_MAX_BYTES: positiveInt.max(Number.MAX_SAFE_INTEGER).default(10 * 1024 * 1024),
+    IMAGE_CACHE_MAX_AGE_SECONDS: positiveInt
+      .max(TEN_YEARS_SECONDS, `must be at most ${TEN_YEARS_SECONDS} s (10 years)`)
+      .default(31536000),
 
     SESSION_SECRET: z.string().min(32, 'must be at least 32 characters').optional(),
-    SESSION_MAX_AGE_SECONDS: positiveInt.default(7 * 24 * 60 * 60),
-    LOGIN_MAX_FAILURES: positiveInt.default(10),
-    LOGIN_FAILURE_WINDOW_SECONDS: positiveInt.default(15 * 60),
+    SESSION_MAX_AGE_SECONDS: positiveInt
+      .max(TEN_YEARS_SECONDS, `must be at most ${TEN_YEARS_SECONDS} s (10 years)`)
+      .default(7 * 24 * 60 * 60),
+    LOGIN_MAX_FAILURES: positiveInt.max(1_000_000).default(10),
+    LOGIN_FAILURE_WINDOW_SECONDS: timerSeconds.default(15 * 60),
 
     ADMIN_USERNAME: z.string().min(1).max(64).default('admin'),
     ADMIN_PASSWORD: z.string().min(8, 'must be at least 8 characters').max(1024).optional(),
@@ -97,6 +113,10 @@ const envSchema = z
         message:
           'is required when S3_ENDPOINT is set; without both, the embedded S3 server is used',
       });
+    }
+    const trustProxyProblem = checkTrustProxy(env.TRUST_PROXY);
+    if (trustProxyProblem) {
+      ctx.addIssue({ code: 'custom', path: ['TRUST_PROXY'], message: trustProxyProblem });
     }
     if (env.REDIS_URL && !/^rediss?:\/\//.test(env.REDIS_URL)) {
       ctx.addIssue({
@@ -182,6 +202,22 @@ export class ConfigError extends Error {
 }
 
 const EMBEDDED_BUCKET = 's3gate-images';
+
+/** Explain why a TRUST_PROXY value is not one Express accepts, or return undefined. */
+function checkTrustProxy(value: string | undefined): string | undefined {
+  const parsed = parseTrustProxy(value);
+  if (typeof parsed !== 'string') return undefined;
+  try {
+    // Express compiles the same list with proxy-addr and would throw at start.
+    proxyaddr.compile(parsed.split(',').map((part) => part.trim()));
+    return undefined;
+  } catch (error) {
+    return (
+      `${error instanceof Error ? error.message : String(error)}; use true, a hop count, or a ` +
+      'comma-separated list of addresses, subnets, loopback, linklocal or uniquelocal'
+    );
+  }
+}
 
 /**
  * Parse Express's `trust proxy` forms: true/false, a hop count, or a list of addresses,

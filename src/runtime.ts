@@ -103,7 +103,7 @@ async function ensureAdmin(config: Config, users: UserRepository, logger: Logger
   fs.writeFileSync(file, `${password}\n`, { mode: 0o600 });
   process.stderr.write(
     `\n  First administrator: ${admin.username}\n  Password: ${password}\n` +
-      `  (shown once; also saved in ${file}. Change it, or set ADMIN_PASSWORD before the first start.)\n\n`,
+      `  (shown once; also saved in ${file}. Change it with: npm run users -- reset-password ${admin.username})\n\n`,
   );
 }
 
@@ -122,6 +122,11 @@ export async function startRuntime(
   };
 
   try {
+    // The data directory holds the SQLite file (password hashes, sessions) and the embedded
+    // objects: only this user may read it. An existing directory keeps its permissions.
+    if (config.s3.embedded || !config.databaseUrl) {
+      fs.mkdirSync(config.dataDir, { recursive: true, mode: 0o700 });
+    }
     let embeddedS3: EmbeddedS3 | undefined;
     let endpoint = config.s3.endpoint;
     let publicEndpoint = config.s3.publicEndpoint;
@@ -216,13 +221,13 @@ export async function startRuntime(
     }
 
     const sessionSecret = resolveSessionSecret(config, logger);
-    await ensureAdmin(config, new UserRepository(database.db), logger);
 
     const metrics = config.metrics.enabled
       ? createMetrics({ signer, token: config.metrics.token })
       : undefined;
+    // Embedded mode also streams downloads through the app; see downloadsViaProxy.
     const proxy =
-      config.deliveryMode === 'proxy'
+      config.deliveryMode === 'proxy' || config.s3.embedded
         ? createProxyDelivery({
             client: s3Client,
             bucket: config.s3.bucket,
@@ -268,6 +273,8 @@ export async function startRuntime(
           server.closeIdleConnections();
         }),
     );
+    // After listen, so that a failed start does not print a password for an app that never ran.
+    await ensureAdmin(config, new UserRepository(database.db), logger);
     const address = server.address() as AddressInfo;
     const host = address.family === 'IPv6' ? `[${address.address}]` : address.address;
     const url = `http://${host}:${address.port}`;

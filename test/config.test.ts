@@ -110,6 +110,21 @@ describe('invalid configuration', () => {
     ['S3_KEY_PREFIX', { S3_KEY_PREFIX: '../up' }, /^S3_KEY_PREFIX/],
     ['DATABASE_URL', { DATABASE_URL: 'mysql://x' }, /^DATABASE_URL/],
     ['LOG_LEVEL', { LOG_LEVEL: 'loud' }, /^LOG_LEVEL/],
+    [
+      'TRUST_PROXY',
+      { TRUST_PROXY: 'maybe' },
+      /^TRUST_PROXY \(got "maybe"\): invalid IP address: maybe/,
+    ],
+    [
+      'LOGIN_FAILURE_WINDOW_SECONDS',
+      { LOGIN_FAILURE_WINDOW_SECONDS: '99999999999999' },
+      /Node's timer limit/,
+    ],
+    ['S3_REQUEST_TIMEOUT_MS', { S3_REQUEST_TIMEOUT_MS: '9999999999' }, /Node's timer limit/],
+    ['S3_CONNECT_TIMEOUT_MS', { S3_CONNECT_TIMEOUT_MS: '9999999999' }, /Node's timer limit/],
+    ['SHUTDOWN_TIMEOUT_MS', { SHUTDOWN_TIMEOUT_MS: '9999999999' }, /Node's timer limit/],
+    ['SESSION_MAX_AGE_SECONDS', { SESSION_MAX_AGE_SECONDS: '99999999999999' }, /10 years/],
+    ['IMAGE_CACHE_MAX_AGE_SECONDS', { IMAGE_CACHE_MAX_AGE_SECONDS: '99999999999999' }, /10 years/],
   ];
 
   it.each(cases)('reports %s', (_name, env, pattern) => {

@@ -280,35 +280,67 @@ describe('C06 download names', () => {
     expect(parseContentDisposition(header).parameters.filename).toBe(name);
   });
 
-  it('signs an attachment disposition for ?download', async () => {
-    const { id } = await uploadFixture(agent, await makeImage('png'), name);
-    const location = new URL(locationOf(await agent.get(`/image/${id}?download`).redirects(0)));
-    const disposition = location.searchParams.get('response-content-disposition') ?? '';
+  describe('with an external S3 endpoint', () => {
+    // Against a store other than the embedded one, ?download is a 302 to a URL signed with a
+    // response-content-disposition. The embedded server is that store here, reached as external.
+    let external: TestStack;
+    let externalAgent: Awaited<ReturnType<typeof loggedInAgent>>;
 
-    expect(disposition).toMatch(/^attachment; filename="[\x20-\x7e]+"; filename\*=UTF-8''/);
-    expect(disposition).toMatch(/^[\x20-\x7e]+$/);
-    expect(parseContentDisposition(disposition).parameters.filename).toBe(name);
+    beforeAll(async () => {
+      external = await startTestStack(
+        { S3_BUCKET: 's3gate-images', S3_ENDPOINT: stack.runtime.embeddedS3?.endpoint ?? '' },
+        { s3Credentials: EMBEDDED_S3_CREDENTIALS },
+      );
+      externalAgent = await loggedInAgent(external.url);
+    });
+
+    afterAll(async () => {
+      await external.stop();
+    });
+
+    it('signs an attachment disposition for ?download', async () => {
+      const { id } = await uploadFixture(externalAgent, await makeImage('png'), name);
+      const location = new URL(
+        locationOf(await externalAgent.get(`/image/${id}?download`).redirects(0)),
+      );
+      const disposition = location.searchParams.get('response-content-disposition') ?? '';
+
+      expect(disposition).toMatch(/^attachment; filename="[\x20-\x7e]+"; filename\*=UTF-8''/);
+      expect(disposition).toMatch(/^[\x20-\x7e]+$/);
+      expect(parseContentDisposition(disposition).parameters.filename).toBe(name);
+    });
+
+    it('signs the download URL as the SDK does', async () => {
+      // The emulator rejects this signature (it re-encodes the "'" in filename*=UTF-8''… unlike
+      // AWS), so the URL is compared with the SDK's own signer instead of being fetched.
+      const { id } = await uploadFixture(externalAgent, await makeImage('png'), name);
+      const image = await new ImageRepository(external.runtime.database.db).findById(id);
+      const location = locationOf(await externalAgent.get(`/image/${id}?download`).redirects(0));
+      const signingDate = new Date(external.runtime.signer.windowStart() * 1000);
+      const expected = await getSignedUrl(
+        external.runtime.s3Client,
+        new GetObjectCommand({
+          Bucket: external.runtime.config.s3.bucket,
+          Key: image?.key ?? '',
+          ResponseContentDisposition:
+            new URL(location).searchParams.get('response-content-disposition') ?? '',
+        }),
+        { signingDate, expiresIn: 3600 + 600 },
+      );
+
+      expect(location).toBe(expected);
+    });
   });
 
-  it('signs the download URL as the SDK does', async () => {
-    // The emulator rejects a response-content-disposition holding %-escapes (a limit of
-    // @20minutes/s3rver 4.0.4, not of S3), so this compares the URL with the SDK's own signer.
-    const { id } = await uploadFixture(agent, await makeImage('png'), name);
-    const image = await new ImageRepository(stack.runtime.database.db).findById(id);
-    const location = locationOf(await agent.get(`/image/${id}?download`).redirects(0));
-    const signingDate = new Date(stack.runtime.signer.windowStart() * 1000);
-    const expected = await getSignedUrl(
-      stack.runtime.s3Client,
-      new GetObjectCommand({
-        Bucket: stack.runtime.config.s3.bucket,
-        Key: image?.key ?? '',
-        ResponseContentDisposition:
-          new URL(location).searchParams.get('response-content-disposition') ?? '',
-      }),
-      { signingDate, expiresIn: 3600 + 600 },
-    );
+  it('streams ?download through the app in embedded mode', async () => {
+    const { id, bytes } = await uploadFixture(agent, await makeImage('png'), name);
+    const response = await agent.get(`/image/${id}?download`).redirects(0).buffer(true);
+    const header = response.headers['content-disposition'] ?? '';
 
-    expect(location).toBe(expected);
+    expect(response.status).toBe(200);
+    expect(Buffer.from(response.body as Buffer).equals(bytes)).toBe(true);
+    expect(header).toMatch(/^attachment; filename="[\x20-\x7e]+"; filename\*=UTF-8''/);
+    expect(parseContentDisposition(header).parameters.filename).toBe(name);
   });
 
   it('names the file in a response header with ASCII only', async () => {

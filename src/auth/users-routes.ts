@@ -24,7 +24,11 @@ export function createUsersRoutes(users: UserRepository, logger: Logger): Router
     const body = (req.body ?? {}) as Record<string, unknown>;
     const username = typeof body.username === 'string' ? body.username.trim() : '';
     const password = typeof body.password === 'string' ? body.password : '';
-    const role = body.role === 'admin' ? 'admin' : 'member';
+    if (body.role !== 'admin' && body.role !== 'member') {
+      await renderPage(res, 400, 'Choose a role: member or admin.');
+      return;
+    }
+    const role = body.role;
     try {
       const user = await users.create(username, password, role);
       logger.info(

@@ -47,6 +47,13 @@ export interface ImageRouterOptions {
   /** Delivery from `createProxyDelivery`. Required in proxy mode. */
   proxy?: ProxyDelivery;
   /**
+   * In redirect mode, stream `?download` requests through `proxy` instead of signing a
+   * `response-content-disposition`. For S3 emulators that reject such signatures (the embedded
+   * @20minutes/s3rver 4.0.4 re-encodes the `'` of `filename*=UTF-8''…` differently from AWS).
+   * Default false.
+   */
+  downloadsViaProxy?: boolean;
+  /**
    * `max-age` in seconds of the caching headers that signed URLs add for objects stored without
    * them (`hasCacheMetadata: false`). s3gate uses 31536000 (one year).
    */
@@ -191,7 +198,9 @@ export function createImageRouter(options: ImageRouterOptions): Router {
     const image = await options.findImage(id);
     if (!image || !(await authorize(req, image))) throw errors.imageNotFound();
 
-    if (mode === 'proxy' && options.proxy) {
+    const viaProxy =
+      mode === 'proxy' || (options.downloadsViaProxy === true && req.query.download !== undefined);
+    if (viaProxy && options.proxy) {
       await options.proxy(req, res, image);
       return;
     }

@@ -1,4 +1,5 @@
 import fs from 'node:fs/promises';
+import net from 'node:net';
 import S3rver from '@20minutes/s3rver';
 
 /** Fixed credentials that the embedded server accepts; they protect nothing beyond loopback. */
@@ -25,9 +26,31 @@ export interface EmbeddedS3 {
  * Start the S3-compatible server for embedded mode, with the bucket already created.
  * It checks SigV4 signatures and expiry the way AWS does, so a wrong URL fails here too.
  */
+function assertPortFree(host: string, port: number): Promise<void> {
+  return new Promise((resolve, reject) => {
+    const probe = net.createServer();
+    probe.once('error', (error: NodeJS.ErrnoException) => {
+      reject(
+        new Error(
+          `The embedded S3 server cannot listen on ${host}:${port} (${error.code ?? error.message}). ` +
+            'Set EMBEDDED_S3_PORT to a free port, or stop the process that uses this one.',
+        ),
+      );
+    });
+    probe.listen(port, host, () => {
+      probe.close(() => {
+        resolve();
+      });
+    });
+  });
+}
+
 export async function startEmbeddedS3(options: EmbeddedS3Options): Promise<EmbeddedS3> {
   await fs.mkdir(options.directory, { recursive: true });
   const host = options.host ?? '127.0.0.1';
+  // s3rver does not report a failed listen (it becomes an unhandled 'error' event that ends the
+  // process), so check the port first and fail with a message that names the setting.
+  if (options.port !== 0) await assertPortFree(host, options.port);
   const server = new S3rver({
     address: host,
     port: options.port,

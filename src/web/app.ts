@@ -129,6 +129,7 @@ export function createApp(deps: AppDependencies): Express {
       authorize: (req, image) => (req.user ? canView(req.user, image) : false),
       cacheMaxAgeSeconds: config.images.cacheMaxAgeSeconds,
       redirectCache: config.redirectCache,
+      downloadsViaProxy: config.s3.embedded && config.deliveryMode === 'redirect',
     }),
   );
 

@@ -14,7 +14,8 @@ export function createGalleryRoutes(images: ImageRepository): Router {
       title: 'Gallery',
       images: list,
       notice:
-        Number.isInteger(uploaded) && uploaded > 0
+        // The count comes from the upload page's redirect; anything else is not worth showing.
+        Number.isInteger(uploaded) && uploaded > 0 && uploaded <= 1000
           ? `Uploaded ${uploaded} image${uploaded === 1 ? '' : 's'}.`
           : undefined,
     });

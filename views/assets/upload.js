@@ -59,9 +59,17 @@
     });
   }
 
+  var button = form.querySelector('button[type="submit"]');
+  var uploading = false;
+
   form.addEventListener('submit', function (event) {
     event.preventDefault();
+    // A second click or Enter while files are on their way would upload them all again.
+    if (uploading) return;
     var files = Array.prototype.slice.call(input.files);
+    if (files.length === 0) return;
+    uploading = true;
+    if (button) button.disabled = true;
     list.textContent = '';
     files
       .reduce(function (previous, file) {
@@ -72,7 +80,13 @@
         });
       }, Promise.resolve(true))
       .then(function (allOk) {
-        if (allOk && files.length > 0) window.location.assign('/?uploaded=' + files.length);
+        if (allOk) {
+          window.location.assign('/?uploaded=' + files.length);
+          return;
+        }
+        // Some failed: let the user read the messages, pick files again and retry.
+        uploading = false;
+        if (button) button.disabled = false;
       });
   });
 })();
