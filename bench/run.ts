@@ -40,6 +40,7 @@ function redirectSection(r: RedirectResult): string {
     '',
     `- Target s3gate ≥ 0.9× (a): ${ratio(s3gate.requestsPerSecond, constant.requestsPerSecond)}, ${verdict(s3gate.requestsPerSecond >= 0.9 * constant.requestsPerSecond)}.`,
     `- Target s3gate ≥ 3× (b): ${ratio(s3gate.requestsPerSecond, naive.requestsPerSecond)}, ${verdict(s3gate.requestsPerSecond >= 3 * naive.requestsPerSecond)}.`,
+    `- Ceiling for the second target: (a) ÷ (b) = ${ratio(constant.requestsPerSecond, naive.requestsPerSecond)}. An image route that cost nothing beyond the session and passport stack would reach this ratio and no more, so the stack's fixed cost per request, not signing, sets the limit here.`,
   ].join('\n');
 }
 

@@ -7,6 +7,7 @@ import { setTimeout as delay } from 'node:timers/promises';
 import autocannon from 'autocannon';
 import sharp from 'sharp';
 import { EMBEDDED_S3_CREDENTIALS, startEmbeddedS3 } from '../src/storage/embedded-s3';
+import { ADMIN_PASSWORD, signIn, upload } from './harness';
 
 /**
  * Soak test, not run in CI: the real server (src/server.ts) in a child process, loaded by
@@ -21,7 +22,6 @@ import { EMBEDDED_S3_CREDENTIALS, startEmbeddedS3 } from '../src/storage/embedde
 const SECONDS = Number(process.env.SOAK_SECONDS ?? 60);
 const CONNECTIONS = Number(process.env.SOAK_CONNECTIONS ?? 64);
 const WARM_UP_SECONDS = 5;
-const ADMIN_PASSWORD = 'soak-admin-password';
 const BUCKET = 'soak';
 const MiB = 1024 * 1024;
 const ROOT = path.join(__dirname, '..');
@@ -97,37 +97,6 @@ async function stopServer(child: ChildProcess): Promise<void> {
   await exited;
 }
 
-/** Sign in through the login form; returns the session cookie. */
-async function signIn(url: string): Promise<string> {
-  const page = await fetch(`${url}/login`);
-  const cookie = (page.headers.get('set-cookie') ?? '').split(';')[0] ?? '';
-  const csrf = /name="_csrf" value="([^"]+)"/.exec(await page.text())?.[1] ?? '';
-  const response = await fetch(`${url}/login`, {
-    method: 'POST',
-    redirect: 'manual',
-    headers: { cookie, 'content-type': 'application/x-www-form-urlencoded' },
-    body: new URLSearchParams({ _csrf: csrf, username: 'admin', password: ADMIN_PASSWORD }),
-  });
-  if (response.status !== 303) throw new Error(`sign-in failed with ${response.status}`);
-  return (response.headers.get('set-cookie') ?? '').split(';')[0] ?? '';
-}
-
-/** Upload one image through the admin form; returns its id. */
-async function upload(url: string, cookie: string, bytes: Buffer): Promise<string> {
-  const page = await fetch(`${url}/admin/upload`, { headers: { cookie } });
-  const csrf = /name="_csrf" value="([^"]+)"/.exec(await page.text())?.[1] ?? '';
-  const form = new FormData();
-  form.append('_csrf', csrf);
-  form.append('images', new Blob([bytes]), 'soak.jpg');
-  const response = await fetch(`${url}/admin/images`, {
-    method: 'POST',
-    headers: { cookie, accept: 'application/json' },
-    body: form,
-  });
-  if (response.status !== 201) throw new Error(`upload failed with ${response.status}`);
-  return ((await response.json()) as { images: { id: string }[] }).images[0]?.id ?? '';
-}
-
 function load(url: string, cookie: string, seconds: number): Promise<autocannon.Result> {
   // autocannon does not follow redirects, so redirect mode measures the 302 alone.
   return autocannon({ url, connections: CONNECTIONS, duration: seconds, headers: { cookie } });
@@ -143,7 +112,7 @@ async function soak(
   const pid = child.pid ?? 0;
   try {
     const cookie = await signIn(url);
-    const target = `${url}/image/${await upload(url, cookie, image)}`;
+    const target = `${url}/image/${await upload(url, cookie, image, 'soak.jpg')}`;
     const rssStartBytes = rssBytes(pid);
     await load(target, cookie, WARM_UP_SECONDS);
     const rssAfterWarmUpBytes = rssBytes(pid);
