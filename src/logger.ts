@@ -37,7 +37,7 @@ export function createLogger(level: string, destination?: pino.DestinationStream
   return destination ? pino(options, destination) : pino(options);
 }
 
-/** Remove the query string of a URL, which for a presigned URL holds the signature. */
+/** Remove the query string of a URL, which for a presigned URL contains the signature. */
 export function withoutQuery(url: string): string {
   const at = url.indexOf('?');
   return at === -1 ? url : `${url.slice(0, at)}?[redacted]`;

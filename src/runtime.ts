@@ -77,8 +77,8 @@ function resolveSessionSecret(config: Config, logger: Logger): string {
 
 /**
  * Create the first administrator when there is none. The password is ADMIN_PASSWORD, or a
- * generated one that is shown once on the terminal and kept in a file only the owner can read;
- * it never goes to the log.
+ * generated one that is shown once on the terminal and kept in a file only the owner can read.
+ * It never goes to the log.
  */
 async function ensureAdmin(config: Config, users: UserRepository, logger: Logger): Promise<void> {
   if ((await users.countAdmins()) > 0) return;
@@ -108,7 +108,7 @@ async function ensureAdmin(config: Config, users: UserRepository, logger: Logger
 }
 
 /**
- * Start everything the configuration asks for: the embedded S3 server when no bucket is set,
+ * Start everything the configuration requests: the embedded S3 server when no bucket is set,
  * the database with its migrations, the first admin, and the HTTP server.
  */
 export async function startRuntime(
@@ -122,7 +122,7 @@ export async function startRuntime(
   };
 
   try {
-    // The data directory holds the SQLite file (password hashes, sessions) and the embedded
+    // The data directory contains the SQLite file (password hashes, sessions) and the embedded
     // objects: only this user may read it. An existing directory keeps its permissions.
     if (config.s3.embedded || !config.databaseUrl) {
       fs.mkdirSync(config.dataDir, { recursive: true, mode: 0o700 });

@@ -389,7 +389,7 @@ describe('session lifetime', () => {
     const cookie = (await agent.get('/').redirects(0)).request.cookies;
     const sid = sessionIdFrom(cookie);
     const stored = (await storedSession(sid)) as session.SessionData;
-    // The store still holds the session: only its sign-in time is past the lifetime.
+    // The store still contains the session: only its sign-in time is past the lifetime.
     const maxAgeMs = stack.runtime.config.session.maxAgeSeconds * 1000;
     await new Promise<void>((resolve, reject) => {
       stack.runtime.sessionStore.set(

@@ -101,7 +101,7 @@ describe('GET /image/:id in redirect mode', () => {
   it('gives 403 from S3 for a URL whose lifetime has passed', async () => {
     const { id } = await uploadFixture(agent);
     const image = await new ImageRepository(stack.runtime.database.db).findById(id);
-    // A signer whose clock stands two hours back: its URLs expired an hour ago.
+    // A signer whose clock is two hours behind: its URLs expired an hour ago.
     const pastSigner = createUrlSigner({
       client: stack.runtime.s3Client,
       bucket: stack.runtime.config.s3.bucket,

@@ -47,7 +47,7 @@ function toRecord(row: Selectable<ImagesTable>): ImageRecord {
   };
 }
 
-/** Stores and reads image metadata; knows nothing about S3 or sessions. */
+/** Stores and reads image metadata. It has no dependency on S3 or sessions. */
 export class ImageRepository {
   constructor(private readonly db: Kysely<Database>) {
     this.selectById = compileLookup(db, (d, id) =>

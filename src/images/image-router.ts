@@ -23,7 +23,7 @@ export interface ImageRouterOptions {
    */
   findImage: (id: string) => Promise<ImageRecord | undefined>;
   /**
-   * Decide whether the request's user may see the image. Return false to answer 404, the same as
+   * Decide whether the request's user may see the image. Return false to respond 404, the same as
    * for an unknown id, so a user cannot learn which ids exist. Default: any signed-in user.
    */
   authorize?: (req: Request, image: ImageRecord) => boolean | Promise<boolean>;
@@ -180,7 +180,7 @@ export function createImageRouter(options: ImageRouterOptions): Router {
   const now = options.now ?? Date.now;
 
   const handler: RequestHandler = async (req, res) => {
-    // Anonymous requests: never a URL, never a cacheable answer.
+    // Anonymous requests: never a URL, never a cacheable response.
     if (!isSignedIn(req)) {
       res.setHeader('Cache-Control', 'no-store');
       if (wantsHtml(req)) {

@@ -272,8 +272,8 @@ export function createUploadHandler(options: UploadHandlerOptions): RequestHandl
     body.write(head);
     if (ended) body.end();
     else file.pipe(body);
-    // busboy ends a file stream at the size limit as if the file were complete; turn that into
-    // an error before the end reaches S3, so a truncated file is never stored.
+    // busboy ends a file stream at the size limit as if the file were complete. Turning that into
+    // an error before the end reaches S3 means a truncated file is never stored.
     file.once('limit', () => body.destroy(errors.uploadTooLarge(options.maxBytes)));
     file.once('error', (error: Error) => body.destroy(error));
 
@@ -397,7 +397,7 @@ export function createUploadHandler(options: UploadHandlerOptions): RequestHandl
           stored.push(await storeFile(req, file, filename));
         } catch (error) {
           fail(error);
-          // Keep reading so the client can finish sending and read the answer on this connection.
+          // Keep reading so the client can finish sending and read the response on this connection.
           file.resume();
         }
       });

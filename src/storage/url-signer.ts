@@ -126,7 +126,7 @@ function checkOptions(options: UrlSignerOptions): void {
  * A browser caches an image under its full URL, signature included, so a fresh signature on
  * every page view would make every view a cache miss. Rounding the signing time down to the
  * window start makes the URL a pure function of (credentials, bucket, key, method, overrides,
- * window), which also holds across app instances that share credentials and settings.
+ * window), which is also true across app instances that share credentials and settings.
  *
  * @throws TypeError for a missing or invalid option, and RangeError when
  *   `windowSeconds + minValiditySeconds` exceeds 604800 seconds.
@@ -164,7 +164,7 @@ export function createUrlSigner(options: UrlSignerOptions): UrlSigner {
   let readyPresigner: QueryPresigner | undefined;
 
   // Reuse resolved credentials while they have more than five minutes left, the same margin the
-  // SDK's own provider uses before it refreshes; skipping the provider's promise keeps a memoized
+  // SDK's own provider uses before it refreshes. Skipping the provider's promise keeps a memoized
   // lookup under a microsecond.
   function currentCredentials(): AwsCredentialIdentity | Promise<AwsCredentialIdentity> {
     const known = knownCredentials;
@@ -183,7 +183,7 @@ export function createUrlSigner(options: UrlSignerOptions): UrlSigner {
   const windowStart = () => Math.floor(now() / 1000 / windowSeconds) * windowSeconds;
 
   // Temporary credentials (STS, SSO, IAM roles) stop working at their expiry, and so does every
-  // URL they signed; a URL must not claim a longer life than its credentials have.
+  // URL they signed, so a URL must not claim a longer life than its credentials have.
   function resolveLifetime(signingSeconds: number, expiration: Date | undefined): number {
     if (!expiration) return lifetimeSeconds;
 

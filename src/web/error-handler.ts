@@ -33,7 +33,7 @@ function prefersJson(req: Request): boolean {
 
 /**
  * The one error handler: it logs server faults with the request id, hides their details behind
- * a generic message, and answers in the form the client expects. Image routes get a bare status
+ * a generic message, and responds in the form the client expects. Image routes get a bare status
  * with a short text, scripts get JSON, and pages get the error page.
  */
 export function createErrorHandler(
@@ -44,7 +44,7 @@ export function createErrorHandler(
     const clientError = toClientError(error, translate);
     const status = clientError.status;
 
-    // The client went away: there is no one to answer, and nothing went wrong on our side.
+    // The client went away: there is no one to respond to, and nothing went wrong on our side.
     if (clientError.code === 'CLIENT_CLOSED_REQUEST') return;
 
     if (status >= 500) {
