@@ -80,8 +80,12 @@ function resolveSessionSecret(config: Config, logger: Logger): string {
  * generated one that is shown once on the terminal and kept in a file only the owner can read.
  * It never goes to the log.
  */
-async function ensureAdmin(config: Config, users: UserRepository, logger: Logger): Promise<void> {
-  if ((await users.countAdmins()) > 0) return;
+async function ensureAdmin(
+  config: Config,
+  users: UserRepository,
+  logger: Logger,
+): Promise<(() => void) | undefined> {
+  if ((await users.countAdmins()) > 0) return undefined;
   const generated = config.admin.password === undefined;
   const password = config.admin.password ?? randomBytes(12).toString('base64url');
   let admin;
@@ -89,22 +93,26 @@ async function ensureAdmin(config: Config, users: UserRepository, logger: Logger
     admin = await users.create(config.admin.username, password, 'admin');
   } catch (error) {
     // Another worker or instance created the first administrator at the same moment.
-    if ((await users.countAdmins()) > 0) return;
+    if ((await users.countAdmins()) > 0) return undefined;
     throw error;
   }
   logger.info(
     { event: 'admin_created', userId: admin.id, username: admin.username },
     'created the first administrator',
   );
-  if (!generated) return;
+  if (!generated) return undefined;
 
   const file = path.join(config.dataDir, 'initial-admin-password');
   fs.mkdirSync(config.dataDir, { recursive: true });
   fs.writeFileSync(file, `${password}\n`, { mode: 0o600 });
-  process.stderr.write(
-    `\n  First administrator: ${admin.username}\n  Password: ${password}\n` +
-      `  (shown once; also saved in ${file}. Change it with: npm run users -- reset-password ${admin.username})\n\n`,
-  );
+  const username = admin.username;
+  // Returned rather than printed here, so the caller shows it last, where it is seen.
+  return () => {
+    process.stderr.write(
+      `\n  First administrator: ${username}\n  Password: ${password}\n` +
+        `  (shown once; also saved in ${file}. Change it with: npm run users -- reset-password ${username})\n\n`,
+    );
+  };
 }
 
 /**
@@ -117,6 +125,7 @@ export async function startRuntime(
   overrides: RuntimeOverrides = {},
 ): Promise<Runtime> {
   const closers: (() => Promise<void>)[] = [];
+  let announceAdmin: (() => void) | undefined;
   const closeAll = async () => {
     for (const close of closers.reverse()) await close();
   };
@@ -254,6 +263,9 @@ export async function startRuntime(
         : {}),
     });
 
+    // Before listen, so that no request can arrive before the first administrator exists.
+    announceAdmin = await ensureAdmin(config, new UserRepository(database.db), logger);
+
     const server = await new Promise<Server>((resolve, reject) => {
       const listening = app.listen(config.port, config.host, (error?: Error) => {
         if (error) reject(error);
@@ -273,8 +285,6 @@ export async function startRuntime(
           server.closeIdleConnections();
         }),
     );
-    // After listen, so that a failed start does not print a password for an app that never ran.
-    await ensureAdmin(config, new UserRepository(database.db), logger);
     const address = server.address() as AddressInfo;
     const host = address.family === 'IPv6' ? `[${address.address}]` : address.address;
     const url = `http://${host}:${address.port}`;
@@ -282,6 +292,7 @@ export async function startRuntime(
       { url, deliveryMode: config.deliveryMode, database: database.dialect },
       's3gate is listening',
     );
+    announceAdmin?.();
 
     return {
       app,
@@ -297,6 +308,8 @@ export async function startRuntime(
     };
   } catch (error) {
     await closeAll();
+    // The account exists now; a failed start must not lose its only copy on the terminal.
+    announceAdmin?.();
     throw error;
   }
 }
