@@ -233,7 +233,7 @@ export interface LoggedImageRequest {
 }
 
 /**
- * Pick the `/image/:id` requests out of the app's log lines. pino-http writes one JSON line per
+ * Pick the `/image/:id` requests out of the app's log lines. The request logger writes one JSON line per
  * request, with `req.url` and `res.statusCode`. Other lines are skipped.
  */
 export function imageRequestsInLog(lines: readonly string[]): LoggedImageRequest[] {
