@@ -3,14 +3,12 @@ import type { Page } from 'playwright-core';
 import { presignedUrlExpiry } from '../../src/storage/url-signer';
 import { ADMIN_PASSWORD, startTestStack, type TestStack } from '../helpers/stack';
 import {
-  CHROMIUM_PATH,
-  isChromiumInstalled,
-  isCi,
   isFromCache,
   launchChromium,
   NetworkRecorder,
   type BrowserSession,
   type Exchange,
+  browserDescribe,
 } from './chromium';
 import {
   GALLERY_FIXTURES,
@@ -21,16 +19,10 @@ import {
   waitForGalleryImages,
   type GalleryImage,
   type LoggedImageRequest,
+  waitForFreshSigningWindow,
 } from './gallery-page';
 
-// In CI a missing browser fails the run, because launchChromium throws with the install command.
-const runInBrowser = isChromiumInstalled() || isCi();
-if (!runInBrowser) {
-  console.warn(
-    `Skipping the browser tests: no Chromium at ${CHROMIUM_PATH} (apt-get install -y chromium).`,
-  );
-}
-const describeInBrowser = runInBrowser ? describe : describe.skip;
+const describeInBrowser = browserDescribe();
 
 const SETUP_TIMEOUT_MS = 60_000;
 const VIEW_TIMEOUT_MS = 30_000;
@@ -78,19 +70,6 @@ function signedUrlsOf(view: GalleryView): string[] {
 function redirectMaxAge(exchange: Exchange): number | undefined {
   const match = CACHED_REDIRECT_PATTERN.exec(exchange.headers['cache-control'] ?? '');
   return match?.[1] === undefined ? undefined : Number(match[1]);
-}
-
-/**
- * Wait for the next signing window when the current one ends within `WINDOW_MARGIN_SECONDS`, so
- * that every 302 of the first view points to a URL signed in the same window.
- */
-async function waitForFreshSigningWindow(stack: TestStack): Promise<void> {
-  const { signer, config } = stack.runtime;
-  const windowEndMs = (signer.windowStart() + config.signedUrl.windowSeconds) * 1000;
-  const remainingMs = windowEndMs - Date.now();
-  if (remainingMs < WINDOW_MARGIN_SECONDS * 1000) {
-    await new Promise((resolve) => setTimeout(resolve, remainingMs + 1000));
-  }
 }
 
 describeInBrowser('aligned redirect caching in Chromium', () => {
@@ -165,7 +144,7 @@ describeInBrowser('aligned redirect caching in Chromium', () => {
     beforeAll(
       async () => {
         const files = await Promise.all(GALLERY_FIXTURES.map(renderFixture));
-        await waitForFreshSigningWindow(stack);
+        await waitForFreshSigningWindow(stack, WINDOW_MARGIN_SECONDS);
 
         firstViewStartMs = Date.now();
         firstView = await recordView(mainTab, () =>

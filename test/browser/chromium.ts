@@ -262,3 +262,15 @@ export class NetworkRecorder {
     }
   }
 }
+
+/**
+ * `describe` where the browser tests can run, else `describe.skip` with a warning. In CI a missing
+ * browser fails the run instead, because launchChromium throws with the install command.
+ */
+export function browserDescribe(): jest.Describe {
+  if (isChromiumInstalled() || isCi()) return describe;
+  console.warn(
+    `Skipping the browser tests: no Chromium at ${CHROMIUM_PATH} (apt-get install -y chromium).`,
+  );
+  return describe.skip;
+}

@@ -1,3 +1,4 @@
+import type { TestStack } from '../helpers/stack';
 import type { Page } from 'playwright-core';
 import sharp from 'sharp';
 
@@ -247,4 +248,20 @@ export function imageRequestsInLog(lines: readonly string[]): LoggedImageRequest
     requests.push({ path: url.replace(/\?.*$/, ''), status });
   }
   return requests;
+}
+
+/**
+ * Wait for the next signing window when the current one ends within `marginSeconds`, so that
+ * every view that follows gets URLs signed in the same window.
+ */
+export async function waitForFreshSigningWindow(
+  stack: TestStack,
+  marginSeconds: number,
+): Promise<void> {
+  const { signer, config } = stack.runtime;
+  const windowEndMs = (signer.windowStart() + config.signedUrl.windowSeconds) * 1000;
+  const remainingMs = windowEndMs - Date.now();
+  if (remainingMs < marginSeconds * 1000) {
+    await new Promise((resolve) => setTimeout(resolve, remainingMs + 1000));
+  }
 }

@@ -5,13 +5,12 @@ import { ImageRepository } from '../../src/images/image-repository';
 import { REDIRECT_CACHE_CONTROL } from '../../src/images/image-router';
 import { ADMIN_PASSWORD, startTestStack, type TestStack } from '../helpers/stack';
 import {
-  CHROMIUM_PATH,
-  isChromiumInstalled,
-  isCi,
   launchChromium,
   NetworkRecorder,
   type BrowserSession,
   type Exchange,
+  browserDescribe,
+  isFromCache,
 } from './chromium';
 import {
   GALLERY_FIXTURES,
@@ -21,16 +20,10 @@ import {
   uploadThroughForm,
   waitForGalleryImages,
   type GalleryImage,
+  waitForFreshSigningWindow,
 } from './gallery-page';
 
-// In CI a missing browser fails the run, because launchChromium throws with the install command.
-const runInBrowser = isChromiumInstalled() || isCi();
-if (!runInBrowser) {
-  console.warn(
-    `Skipping the browser tests: no Chromium at ${CHROMIUM_PATH} (apt-get install -y chromium).`,
-  );
-}
-const describeInBrowser = runInBrowser ? describe : describe.skip;
+const describeInBrowser = browserDescribe();
 
 const SETUP_TIMEOUT_MS = 60_000;
 const VIEW_TIMEOUT_MS = 30_000;
@@ -55,26 +48,9 @@ function forEveryImage<T>(value: T): T[] {
   return GALLERY_FIXTURES.map(() => value);
 }
 
-function isFromCache(exchange: Exchange): boolean {
-  return exchange.fromDiskCache || exchange.servedFromCache;
-}
-
 /** Map each `/image/:id` URL to the signed URL its 302 pointed to. */
 function locationsOf(view: GalleryView): Map<string, string | undefined> {
   return new Map(view.redirects.map((exchange) => [exchange.url, exchange.redirectedTo]));
-}
-
-/**
- * Wait for the next signing window when the current one ends within `WINDOW_MARGIN_SECONDS`, so
- * that every view in this file gets the same signed URLs.
- */
-async function waitForFreshSigningWindow(stack: TestStack): Promise<void> {
-  const { signer, config } = stack.runtime;
-  const windowEndMs = (signer.windowStart() + config.signedUrl.windowSeconds) * 1000;
-  const remainingMs = windowEndMs - Date.now();
-  if (remainingMs < WINDOW_MARGIN_SECONDS * 1000) {
-    await new Promise((resolve) => setTimeout(resolve, remainingMs + 1000));
-  }
 }
 
 /** Remove the query parameters that depend on the signing time. */
@@ -133,7 +109,7 @@ describeInBrowser('gallery in Chromium', () => {
     'uploads images through the upload page',
     async () => {
       const files = await Promise.all(GALLERY_FIXTURES.map(renderFixture));
-      await waitForFreshSigningWindow(stack);
+      await waitForFreshSigningWindow(stack, WINDOW_MARGIN_SECONDS);
 
       recorder.clear();
       await uploadThroughForm(browser.page, stack.url, files);

@@ -2,14 +2,12 @@ import fs from 'node:fs';
 import type { Page } from 'playwright-core';
 import { ADMIN_PASSWORD, startTestStack, type TestStack } from '../helpers/stack';
 import {
-  CHROMIUM_PATH,
-  isChromiumInstalled,
-  isCi,
   isFromCache,
   launchChromium,
   NetworkRecorder,
   type BrowserSession,
   type Exchange,
+  browserDescribe,
 } from './chromium';
 import {
   GALLERY_FIXTURES,
@@ -22,14 +20,7 @@ import {
   type LoggedImageRequest,
 } from './gallery-page';
 
-// In CI a missing browser fails the run, because launchChromium throws with the install command.
-const runInBrowser = isChromiumInstalled() || isCi();
-if (!runInBrowser) {
-  console.warn(
-    `Skipping the browser tests: no Chromium at ${CHROMIUM_PATH} (apt-get install -y chromium).`,
-  );
-}
-const describeInBrowser = runInBrowser ? describe : describe.skip;
+const describeInBrowser = browserDescribe();
 
 const SETUP_TIMEOUT_MS = 60_000;
 const VIEW_TIMEOUT_MS = 30_000;
