@@ -52,7 +52,7 @@ export const errors = {
       headers: { 'Retry-After': '5' },
     }),
   storageTimeout: () =>
-    createError(504, 'Image storage did not answer in time. Try again shortly.', {
+    createError(504, 'Image storage did not respond in time. Try again shortly.', {
       code: 'STORAGE_TIMEOUT',
       expose: true,
     }),

@@ -25,13 +25,13 @@ afterAll(async () => {
   await stack.stop();
 });
 
-/** The session cookie (name=value) that a response sets, if any. */
+/** Return the session cookie (name=value) that a response sets, if any. */
 function sessionCookie(response: request.Response): string | undefined {
   const cookies = response.headers['set-cookie'] as unknown as string[] | undefined;
   return cookies?.find((c) => c.startsWith('s3gate.sid='))?.split(';')[0];
 }
 
-/** The session id inside a signed express-session cookie ("s:<id>.<signature>"). */
+/** Extract the session id from a signed express-session cookie ("s:<id>.<signature>"). */
 function sessionIdFrom(cookie: string): string {
   const value = decodeURIComponent(/s3gate\.sid=([^;]+)/.exec(cookie)?.[1] ?? '');
   return value.slice(2, value.lastIndexOf('.'));

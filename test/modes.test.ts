@@ -10,8 +10,8 @@ import {
   type TestStack,
 } from './helpers/stack';
 
-// The access rules live in the image router, in front of both delivery modes; these tests hold
-// each mode to the same answers.
+// The access rules live in the image router, in front of both delivery modes, so these tests hold
+// each mode to the same responses.
 describe.each(['redirect', 'proxy'] as const)('GET /image/:id in %s mode', (mode) => {
   let stack: TestStack;
   let admin: Awaited<ReturnType<typeof loggedInAgent>>;

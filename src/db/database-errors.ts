@@ -22,7 +22,7 @@ const CONNECTION_CODES = new Set([
 
 /**
  * Translate an error from SQLite or PostgreSQL into a 503 when the database is unreachable or
- * read-only; anything else (a bug, a constraint) is left to the generic 500.
+ * read-only. Anything else (a bug, a constraint) is left to the generic 500.
  */
 export function translateDatabaseError(error: unknown): HttpError | undefined {
   // Read the fields instead of testing `instanceof Error`: socket errors from Node's own realm

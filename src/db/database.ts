@@ -28,7 +28,7 @@ export interface DatabaseOptions {
   onIdleConnectionError?: (error: Error) => void;
 }
 
-// PostgreSQL returns int8 (bigint) as a string to avoid precision loss; sizes and times in ms
+// PostgreSQL returns int8 (bigint) as a string to avoid precision loss. Sizes and times in ms
 // stay far below 2^53, so numbers are safe and keep both dialects returning the same types.
 const PG_INT8_OID = 20;
 function parseInt8(value: string): number {

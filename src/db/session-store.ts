@@ -93,7 +93,7 @@ export class DatabaseSessionStore extends session.Store {
 
   /**
    * Extend a session's expiry. express-session calls this on every request that leaves the
-   * session unchanged; with non-rolling cookies the expiry stays the same, so a write is skipped
+   * session unchanged. With non-rolling cookies the expiry stays the same, so no write happens
    * while the expiry this process last wrote for the session is within TOUCH_SLACK_MS of it.
    */
   override touch(sid: string, sess: session.SessionData, callback?: Callback): void {

@@ -18,7 +18,7 @@ export class ImageStructureError extends Error {
 }
 
 /**
- * What a structure parser requests from the driver next: `read` bytes to inspect, `skip` bytes of
+ * Next request of a structure parser to the driver: `read` bytes to inspect, `skip` bytes of
  * data, or `scan` past JPEG entropy-coded data to the next marker (returned as one byte).
  * `endAllowed` marks a read where the file may also end: ISOBMFF has no end marker, so an AVIF
  * file ends after any complete top-level box.

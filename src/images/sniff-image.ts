@@ -25,8 +25,8 @@ export interface SniffedImage {
 
 /**
  * Identify an image from its first bytes, ignoring whatever type the browser declared.
- * Returns undefined when these bytes are not (yet) a complete header of an accepted type;
- * the caller reads more and tries again, up to MAX_SNIFF_BYTES or the end of the file.
+ * Returns undefined when these bytes are not (yet) a complete header of an accepted type.
+ * The caller then reads more and tries again, up to MAX_SNIFF_BYTES or the end of the file.
  */
 export function sniffImage(
   head: Buffer,

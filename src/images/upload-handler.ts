@@ -239,7 +239,9 @@ function checkAcceptedTypes(accepted: AcceptedImageTypes): void {
  * `next(error)` with an error from `errors`: 400 for a malformed body, too many files or no file,
  * 403 for a failed CSRF check, 413 over `maxBytes`, 415 for a type not accepted, 422 for a
  * damaged image or one followed by other data, and 502, 503 or 504 when S3 fails. A client that
- * leaves mid-body gets 499. A failed request stores none of its files: `onStored` runs only once every file is in S3, and objects already
+ * leaves mid-body gets 499.
+ *
+ * A failed request stores none of its files: `onStored` runs only once every file is in S3, and objects already
  * stored are deleted again.
  *
  * The handler does not check who is signed in: put your own guard in front of it.

@@ -57,7 +57,7 @@ export async function putObjectStream(
   } catch (error) {
     await deleteObjectQuietly(client, input.bucket, input.key);
     // When the body failed (size limit, client gone), lib-storage may report the follow-up
-    // AbortMultipartUpload failure instead; the body's error is the one that explains the upload.
+    // AbortMultipartUpload failure instead. The body's error is the one that explains the upload.
     throw bodyError ?? error;
   }
 }

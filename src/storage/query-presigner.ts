@@ -2,7 +2,7 @@ import { createHash, createHmac } from 'node:crypto';
 import type { AwsCredentialIdentity } from '@smithy/types';
 
 /**
- * Where presigned URLs point: taken once from a URL the AWS SDK signed, so endpoint rules
+ * Target of presigned URLs, taken once from a URL the AWS SDK signed, so endpoint rules
  * (virtual-hosted or path style, custom endpoints, regions) stay the SDK's.
  */
 export interface PresignTarget {

@@ -71,8 +71,8 @@ export function createS3Client(options: S3ClientOptions): S3Client {
       // and a silent S3 server would hold the request (and a pooled socket) forever.
       throwOnRequestTimeout: true,
     }),
-    // The SDK's default CRC32 checksums break some S3-compatible stores and add nothing on top of
-    // TLS and Content-MD5-free PUTs for our use; only send them where an operation requires one.
+    // The SDK's default CRC32 checksums break some S3-compatible stores, and they add nothing on
+    // top of TLS for our uses. Send them only where an operation requires one.
     requestChecksumCalculation: 'WHEN_REQUIRED',
     responseChecksumValidation: 'WHEN_REQUIRED',
     retryStrategy: new RetryExceptTimeouts(MAX_ATTEMPTS),

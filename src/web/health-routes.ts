@@ -7,7 +7,7 @@ export interface HealthChecks {
   storage: () => Promise<void>;
 }
 
-/** Create /healthz (the process answers) and /readyz (the database and S3 answer too). */
+/** Create /healthz (the process responds) and /readyz (the database and S3 respond too). */
 export function createHealthRoutes(checks: HealthChecks, logger: Logger): Router {
   const router = express.Router();
 

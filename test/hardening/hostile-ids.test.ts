@@ -207,7 +207,7 @@ describe.each(['redirect', 'proxy'] as const)('hostile /image paths in %s mode',
   it.each(queries)('keeps the URL inside the image prefix with %s', async (_name, query) => {
     const response = await rawGet(stack.url, `/image/${id}${query}`, cookie);
 
-    // Proxy mode streams every image; embedded redirect mode streams downloads (the emulator
+    // Proxy mode streams every image, and embedded redirect mode streams downloads (the emulator
     // rejects signed RFC 5987 file names), so neither hands out a URL to check.
     if (mode === 'proxy' || /[?&]download(=|&|$)/.test(query)) {
       expect(response.status).toBe(200);

@@ -75,7 +75,7 @@ describe('S3 that accepts connections and never answers', () => {
     );
 
     expect(result.status).toBe(504);
-    expect(result.text).toBe('Image storage did not answer in time. Try again shortly.\n');
+    expect(result.text).toBe('Image storage did not respond in time. Try again shortly.\n');
     expect(result.headers['cache-control']).toBe('no-store');
     expect(elapsedMs).toBeGreaterThanOrEqual(REQUEST_TIMEOUT_MS - 50);
     expect(elapsedMs).toBeLessThan(REQUEST_TIMEOUT_MS + 500);
