@@ -1,9 +1,10 @@
 import fs from 'node:fs';
 import path from 'node:path';
 import SqliteDatabase from 'better-sqlite3';
-import { Kysely, Migrator, PostgresDialect, SqliteDialect, type SqliteDialectConfig } from 'kysely';
+import { Kysely, Migrator, PostgresDialect, SqliteDialect } from 'kysely';
 import { LRUCache } from 'lru-cache';
 import pg from 'pg';
+import { allowDirectReads } from './compiled-lookup';
 import { migrationProvider } from './migrations';
 import type { Database } from './schema';
 
@@ -50,7 +51,10 @@ const pgTypes = {
  * Reusing a statement is safe here because queries run one at a time on this connection and
  * s3gate never iterates a result lazily (Kysely's `stream()`).
  */
-function withStatementCache(sqlite: SqliteDatabase.Database): SqliteDialectConfig['database'] {
+function withStatementCache(sqlite: SqliteDatabase.Database): {
+  close(): void;
+  prepare(sql: string): SqliteDatabase.Statement;
+} {
   const statements = new LRUCache<string, SqliteDatabase.Statement>({ max: 200 });
   return {
     close: () => sqlite.close(),
@@ -87,9 +91,9 @@ export async function openDatabase(options: DatabaseOptions): Promise<DatabaseHa
     sqlite.pragma('journal_mode = WAL');
     sqlite.pragma('busy_timeout = 5000');
     sqlite.pragma('foreign_keys = ON');
-    db = new Kysely<Database>({
-      dialect: new SqliteDialect({ database: withStatementCache(sqlite) }),
-    });
+    const database = withStatementCache(sqlite);
+    db = new Kysely<Database>({ dialect: new SqliteDialect({ database }) });
+    allowDirectReads(db, (sql) => database.prepare(sql));
   }
 
   const migrator = new Migrator({ db, provider: migrationProvider });
