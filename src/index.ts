@@ -17,6 +17,7 @@ export {
 
 // The image route, in redirect and proxy mode
 export {
+  createImageHandler,
   createImageRouter,
   REDIRECT_CACHE_CONTROL,
   type ImageRouterOptions,
@@ -27,6 +28,9 @@ export {
   type ProxyDeliveryOptions,
   type ProxyLogger,
 } from './images/proxy-delivery';
+
+// Who is asking, read from express-session's store without express-session's per-request work
+export { createSessionReader, type SessionReaderOptions } from './auth/session-reader';
 
 // Uploads
 export {

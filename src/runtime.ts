@@ -5,7 +5,7 @@ import type { AddressInfo } from 'node:net';
 import path from 'node:path';
 import type { S3Client } from '@aws-sdk/client-s3';
 import type { AwsCredentialIdentity, AwsCredentialIdentityProvider } from '@smithy/types';
-import type { Express, Router } from 'express';
+import type { Express } from 'express';
 import type session from 'express-session';
 import type { Store as RateLimitStore } from 'express-rate-limit';
 import { UserRepository } from './auth/user-repository';
@@ -18,7 +18,7 @@ import type { Logger } from './logger';
 import { startEmbeddedS3, EMBEDDED_S3_CREDENTIALS, type EmbeddedS3 } from './storage/embedded-s3';
 import { createS3Client } from './storage/s3-client';
 import { createUrlSigner, type UrlSigner } from './storage/url-signer';
-import { createApp } from './web/app';
+import { createApp, type AppDependencies } from './web/app';
 import { createMetrics } from './web/metrics';
 
 export interface Runtime {
@@ -42,13 +42,16 @@ export interface RuntimeOverrides {
    * shared profile, IAM role), which is what production uses.
    */
   s3Credentials?: AwsCredentialIdentity | AwsCredentialIdentityProvider;
-  /** Extra routes behind the session stack; see AppDependencies.extraRoutes. */
+  /**
+   * Extra routes behind the full session stack, behind the image route's session reader, or
+   * both; see AppDependencies.extraRoutes and sessionReaderRoutes.
+   */
   extraRoutes?: (parts: {
     s3Client: S3Client;
     signingClient: S3Client;
     database: DatabaseHandle;
     config: Config;
-  }) => Router;
+  }) => Pick<AppDependencies, 'extraRoutes' | 'sessionReaderRoutes'>;
 }
 
 /**
@@ -258,9 +261,7 @@ export async function startRuntime(
       ...(proxy ? { proxy } : {}),
       ...(metrics ? { metrics } : {}),
       ...(rateLimitStore ? { rateLimitStore } : {}),
-      ...(overrides.extraRoutes
-        ? { extraRoutes: overrides.extraRoutes({ s3Client, signingClient, database, config }) }
-        : {}),
+      ...overrides.extraRoutes?.({ s3Client, signingClient, database, config }),
     });
 
     // Before listen, so that no request can arrive before the first administrator exists.

@@ -384,8 +384,16 @@ describe('isSessionCurrent', () => {
 });
 
 describe('session lifetime', () => {
+  // Pages go through express-session and passport, images through the session reader; a
+  // session that has ended must end on both.
+  let imageId: string;
+  beforeAll(async () => {
+    ({ id: imageId } = await uploadFixture(await loggedInAgent(stack.url)));
+  });
+
   it('ends a session older than its maximum age', async () => {
     const agent = await loggedInAgent(stack.url);
+    expect((await agent.get(`/image/${imageId}`).redirects(0)).status).toBe(302);
     const cookie = (await agent.get('/').redirects(0)).request.cookies;
     const sid = sessionIdFrom(cookie);
     const stored = (await storedSession(sid)) as session.SessionData;
@@ -404,6 +412,8 @@ describe('session lifetime', () => {
 
     expect((await storedSession(sid)) === null).toBe(false);
     expect((await request(stack.url).get('/').set('Cookie', cookie).redirects(0)).status).toBe(303);
+    const image = await request(stack.url).get(`/image/${imageId}`).set('Cookie', cookie);
+    expect(image.status).toBe(401);
   });
 
   it('ends sessions that signed in before a password change', async () => {
@@ -413,7 +423,9 @@ describe('session lifetime', () => {
     const account = await users.findForLogin('rotating');
 
     expect((await member.get('/').redirects(0)).status).toBe(200);
+    expect((await member.get(`/image/${imageId}`).redirects(0)).status).toBe(302);
     await users.setPassword(account?.id ?? '', 'a-brand-new-password');
+    expect((await member.get(`/image/${imageId}`).redirects(0)).status).toBe(401);
     expect((await member.get('/').redirects(0)).status).toBe(303);
     const again = await loggedInAgent(stack.url, 'rotating', 'a-brand-new-password');
     expect((await again.get('/').redirects(0)).status).toBe(200);

@@ -39,16 +39,38 @@ export function isSessionCurrent(
 }
 
 /**
+ * Load the user a session belongs to, or undefined when the user is gone or the session may no
+ * longer be used (see `isSessionCurrent`). The session stores only the user id, so a removed
+ * user or a changed role takes effect at once. passport's deserializer and the session reader
+ * of the image route both run this check.
+ */
+export function createSessionUserLoader(
+  users: UserRepository,
+  sessionMaxAgeMs: number,
+): (userId: unknown, signedInAt: unknown) => Promise<Express.User | undefined> {
+  return async (userId, signedInAt) => {
+    if (typeof userId !== 'string') return undefined;
+    const user = await users.findById(userId);
+    if (!user || !isSessionCurrent(signedInAt, user.passwordChangedAt, sessionMaxAgeMs)) {
+      return undefined;
+    }
+    return { id: user.id, username: user.username, role: user.role };
+  };
+}
+
+/**
  * Create a passport instance with the local (username and password) strategy. The session
- * stores only the user id; each request loads the user again, so a removed user or a changed
- * role takes effect at once.
+ * stores only the user id, and each request loads the user again through `loadUser`.
  *
  * express-session extends a session's expiry on every request, so without a limit of its own
  * a stolen cookie that is used regularly would never expire. Each session therefore carries its
- * sign-in time (`signedInAt`, set by the login route), and a session older than
- * `sessionMaxAgeMs`, or older than the last password change, no longer deserializes.
+ * sign-in time (`signedInAt`, set by the login route), and `loadUser` refuses a session older
+ * than the session lifetime or older than the last password change.
  */
-export function createPassport(users: UserRepository, sessionMaxAgeMs: number): PassportStatic {
+export function createPassport(
+  users: UserRepository,
+  loadUser: ReturnType<typeof createSessionUserLoader>,
+): PassportStatic {
   const passport = new Passport() as PassportStatic;
 
   passport.use(
@@ -75,20 +97,13 @@ export function createPassport(users: UserRepository, sessionMaxAgeMs: number): 
     ) => {
       // passport calls this with the Express request, which express-session has given a session.
       const req = incoming as Request;
-      if (typeof id !== 'string') return done(null, false);
-      users
-        .findById(id)
+      loadUser(id, req.session.signedInAt)
         .then((user) => {
-          if (
-            !user ||
-            !isSessionCurrent(req.session.signedInAt, user.passwordChangedAt, sessionMaxAgeMs)
-          ) {
-            done(null, false);
-            return;
-          }
-          done(null, { id: user.id, username: user.username, role: user.role });
+          done(null, user ?? false);
         })
-        .catch((error: unknown) => done(error));
+        .catch((error: unknown) => {
+          done(error);
+        });
     },
   );
 

@@ -159,18 +159,13 @@ function isAuthenticatedByPassport(req: Request): boolean {
 }
 
 /**
- * Create the router for `GET /image/:id` and `HEAD /image/:id`. It runs the checks in a fixed
- * order: session, id format, metadata and access rule, then delivery. Nothing reaches S3 until
- * all checks have passed.
- *
- * Rejections are not sent by the router: it passes errors from `errors` (401, 404, and in proxy
- * mode 412, 416, 502, 503, 504) to `next`, each with `status`, `expose`, a stable `code` and
- * sometimes `headers` such as `Retry-After`. Mount `createBlockErrorHandler()` after the router,
- * or an error handler of your own that sends those.
+ * Create the handler of `GET /image/:id` and `HEAD /image/:id`, for mounting on a route with an
+ * `:id` parameter; `createImageRouter` describes what it does. An app that mounts the route
+ * itself saves the router's own dispatch on every image request.
  *
  * @throws TypeError at construction for a missing or invalid option.
  */
-export function createImageRouter(options: ImageRouterOptions): Router {
+export function createImageHandler(options: ImageRouterOptions): RequestHandler {
   const mode = checkRouterOptions(options);
   const isSignedIn = options.isSignedIn ?? isAuthenticatedByPassport;
   const isValidId = options.isValidId ?? isImageId;
@@ -179,7 +174,7 @@ export function createImageRouter(options: ImageRouterOptions): Router {
   const aligned = options.redirectCache?.mode === 'aligned';
   const now = options.now ?? Date.now;
 
-  const handler: RequestHandler = async (req, res) => {
+  return async (req, res) => {
     // Anonymous requests: never a URL, never a cacheable response.
     if (!isSignedIn(req)) {
       res.setHeader('Cache-Control', 'no-store');
@@ -230,7 +225,22 @@ export function createImageRouter(options: ImageRouterOptions): Router {
     res.setHeader('Content-Length', '0');
     res.end();
   };
+}
 
+/**
+ * Create the router for `GET /image/:id` and `HEAD /image/:id`. It runs the checks in a fixed
+ * order: session, id format, metadata and access rule, then delivery. Nothing reaches S3 until
+ * all checks have passed.
+ *
+ * Rejections are not sent by the router: it passes errors from `errors` (401, 404, and in proxy
+ * mode 412, 416, 502, 503, 504) to `next`, each with `status`, `expose`, a stable `code` and
+ * sometimes `headers` such as `Retry-After`. Mount `createBlockErrorHandler()` after the router,
+ * or an error handler of your own that sends those.
+ *
+ * @throws TypeError at construction for a missing or invalid option.
+ */
+export function createImageRouter(options: ImageRouterOptions): Router {
+  const handler = createImageHandler(options);
   const router = express.Router();
   router.get('/image/:id', handler);
   router.head('/image/:id', handler);

@@ -4,7 +4,8 @@ import express, { type Express } from 'express';
 import { rateLimit, type Store as RateLimitStore } from 'express-rate-limit';
 import session from 'express-session';
 import { createAuthRoutes } from '../auth/auth-routes';
-import { createPassport } from '../auth/passport-setup';
+import { createPassport, createSessionUserLoader } from '../auth/passport-setup';
+import { createSessionReader } from '../auth/session-reader';
 import { UserRepository } from '../auth/user-repository';
 import { createUsersRoutes } from '../auth/users-routes';
 import type { Config } from '../config';
@@ -13,7 +14,7 @@ import { errors } from '../errors';
 import { createAdminImageRoutes } from '../images/admin-routes';
 import { canView } from '../images/access-rule';
 import { ImageRepository } from '../images/image-repository';
-import { createImageRouter, type ProxyDelivery } from '../images/image-router';
+import { createImageHandler, type ProxyDelivery } from '../images/image-router';
 import type { Logger } from '../logger';
 import { translateDatabaseError } from '../db/database-errors';
 import { translateS3Error } from '../storage/s3-errors';
@@ -49,10 +50,17 @@ export interface AppDependencies {
   /** Metrics of this instance, served at /metrics; without them there is no /metrics. */
   metrics?: Metrics;
   /**
-   * Routes mounted after the session and passport middleware, before the image router. The
-   * benchmarks use it for baseline routes behind the same stack; apps can add their own pages.
+   * Routes mounted after the session and passport middleware. The benchmarks use it for baseline
+   * routes behind that stack; apps can add their own pages.
    */
   extraRoutes?: express.Router;
+  /**
+   * GET routes served like the image route: before express-session and passport, behind the same
+   * read-only session reader. `req.user` is set for a signed-in session; `req.session` does not
+   * exist. `paths` lists the paths that `router` serves. The benchmarks use it for baseline routes
+   * behind the image route's stack.
+   */
+  sessionReaderRoutes?: { paths: string[]; router: express.Router };
 }
 
 /** Assemble the full s3gate web app from its dependencies. */
@@ -68,12 +76,40 @@ export function createApp(deps: AppDependencies): Express {
 
   const images = new ImageRepository(deps.database.db);
   const users = new UserRepository(deps.database.db);
-  const passport = createPassport(users, config.session.maxAgeSeconds * 1000);
+  const loadUser = createSessionUserLoader(users, config.session.maxAgeSeconds * 1000);
+  const passport = createPassport(users, loadUser);
 
   if (deps.metrics) app.use(deps.metrics.countRequests);
 
   app.use(createRequestLogger(logger));
   app.use(createSecurityHeaders(deps.imageOrigins));
+
+  // The image route comes right after metrics, logging and headers, before express-session and
+  // passport: a page with fifty images makes fifty requests here, and each needs only the user,
+  // which the read-only session reader gives for a fraction of the cost.
+  const readSession = createSessionReader({
+    store: deps.sessionStore,
+    secret: deps.sessionSecret,
+    cookieName: SESSION_COOKIE_NAME,
+    loadUser: (stored) => loadUser(stored.passport?.user, stored.signedInAt),
+  });
+  const imageHandler = createImageHandler({
+    mode: config.deliveryMode,
+    signer: deps.signer,
+    ...(deps.proxy ? { proxy: deps.proxy } : {}),
+    findImage: (id) => images.findById(id),
+    isSignedIn: (req) => req.user !== undefined,
+    authorize: (req, image) => (req.user ? canView(req.user, image) : false),
+    cacheMaxAgeSeconds: config.images.cacheMaxAgeSeconds,
+    redirectCache: config.redirectCache,
+    downloadsViaProxy: config.s3.embedded && config.deliveryMode === 'redirect',
+  });
+  // app.get also takes HEAD. Other methods go on to the full session stack below.
+  app.get('/image/:id', readSession, imageHandler);
+  if (deps.sessionReaderRoutes) {
+    app.get(deps.sessionReaderRoutes.paths, readSession, deps.sessionReaderRoutes.router);
+  }
+
   app.use('/assets', express.static(path.join(VIEWS_DIR, 'assets'), { maxAge: '1h' }));
 
   app.use(
@@ -119,19 +155,6 @@ export function createApp(deps: AppDependencies): Express {
   });
 
   if (deps.extraRoutes) app.use(deps.extraRoutes);
-
-  app.use(
-    createImageRouter({
-      mode: config.deliveryMode,
-      signer: deps.signer,
-      ...(deps.proxy ? { proxy: deps.proxy } : {}),
-      findImage: (id) => images.findById(id),
-      authorize: (req, image) => (req.user ? canView(req.user, image) : false),
-      cacheMaxAgeSeconds: config.images.cacheMaxAgeSeconds,
-      redirectCache: config.redirectCache,
-      downloadsViaProxy: config.s3.embedded && config.deliveryMode === 'redirect',
-    }),
-  );
 
   const loginLimiter = rateLimit({
     windowMs: config.login.failureWindowSeconds * 1000,

@@ -1,0 +1,102 @@
+import { parse as parseCookies } from 'cookie';
+import { unsign } from 'cookie-signature';
+import type { RequestHandler } from 'express';
+import type session from 'express-session';
+import { LRUCache } from 'lru-cache';
+
+/** Options of `createSessionReader`. */
+export interface SessionReaderOptions {
+  /** The store that express-session writes to. */
+  store: session.Store;
+  /** express-session's `secret`: one secret, or several while rotating (the first one signs). */
+  secret: string | string[];
+  /** express-session's `name`. */
+  cookieName: string;
+  /**
+   * Turn a stored session into its user; resolve undefined when it has none or may no longer
+   * use it. s3gate passes the same check that passport's deserializer runs.
+   */
+  loadUser: (stored: session.SessionData) => Promise<Express.User | undefined>;
+}
+
+/**
+ * A read-only way into express-session's sessions, for requests that only need to know who is
+ * asking. It reads the same signed cookie from the same store and sets `req.user` when the
+ * session belongs to a user who may still use it; otherwise it leaves `req.user` unset.
+ *
+ * The image route is called once per <img> on a page, and express-session plus passport cost
+ * more per request than everything else on that route together: they build session and cookie
+ * objects, hash the session to detect changes and hook the response to save it. A request that
+ * only reads a session needs none of that. Revocation is unchanged, because every request reads
+ * the store: a signed-out or deleted session stops working at once.
+ *
+ * The reader never writes. A non-rolling session keeps its expiry, so skipping express-session's
+ * touch loses nothing.
+ */
+export function createSessionReader(options: SessionReaderOptions): RequestHandler {
+  const secrets = Array.isArray(options.secret) ? options.secret : [options.secret];
+  if (secrets.length === 0 || secrets.some((s) => typeof s !== 'string' || s === '')) {
+    throw new TypeError(
+      'createSessionReader: `secret` must be a non-empty string or array of them.',
+    );
+  }
+
+  // A page's images all arrive with the same cookie, and checking its HMAC each time was a
+  // visible share of the route's CPU time. The result depends only on the cookie and the
+  // secrets, so a verified cookie can be remembered; whether its session still exists is asked
+  // of the store on every request.
+  const verified = new LRUCache<string, string>({ max: 10_000 });
+
+  return (req, _res, next) => {
+    const sid = readSessionId(req.headers.cookie, options.cookieName, secrets, verified);
+    if (sid === undefined) {
+      next();
+      return;
+    }
+    options.store.get(sid, (error: unknown, stored?: session.SessionData | null) => {
+      if (error) {
+        next(error);
+        return;
+      }
+      if (!stored) {
+        next();
+        return;
+      }
+      options.loadUser(stored).then(
+        (user) => {
+          if (user) req.user = user;
+          next();
+        },
+        (loadError: unknown) => {
+          next(loadError);
+        },
+      );
+    });
+  };
+}
+
+/**
+ * The session id from express-session's cookie, or undefined when the cookie is missing,
+ * unsigned or signed with none of the secrets; express-session ignores such a cookie too.
+ */
+export function readSessionId(
+  header: string | undefined,
+  cookieName: string,
+  secrets: readonly string[],
+  verified?: LRUCache<string, string>,
+): string | undefined {
+  if (!header) return undefined;
+  const value = parseCookies(header)[cookieName];
+  if (value?.startsWith('s:') !== true) return undefined;
+
+  const known = verified?.get(value);
+  if (known !== undefined) return known;
+  for (const secret of secrets) {
+    const sid = unsign(value.slice(2), secret);
+    if (sid !== false) {
+      verified?.set(value, sid);
+      return sid;
+    }
+  }
+  return undefined;
+}
