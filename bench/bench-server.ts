@@ -10,9 +10,11 @@ import { startRuntime } from '../src/runtime';
 
 /**
  * The full s3gate app plus baseline routes that exist for the benchmarks only, behind the same
- * session and passport stack as /image/:id:
+ * session reader as /image/:id:
  * - GET /bench/constant: a 302 to a fixed URL (the ceiling for any redirect route);
- * - GET /bench/naive/:id: what many apps ship, a metadata lookup and getSignedUrl on every request;
+ * - GET /bench/naive/:id: what many apps ship, a metadata lookup and getSignedUrl on every request.
+ * And behind express-session and passport, as the app's pages are:
+ * - GET /bench/full/constant: the same constant 302, to show what the full stack costs;
  * - GET /bench/naive-gallery: the gallery page with <img> tags pointing at the naive route.
  * It prints one JSON line {"url": ...} on stdout when it listens.
  */
@@ -24,35 +26,28 @@ async function main(): Promise<void> {
   const runtime = await startRuntime(config, logger, {
     extraRoutes: ({ signingClient, database }) => {
       const images = new ImageRepository(database.db);
-      const router = express.Router();
       const noStore = (res: express.Response) => {
         res.setHeader('Cache-Control', REDIRECT_CACHE_CONTROL);
         res.setHeader('Pragma', 'no-cache');
         res.setHeader('Expires', '0');
       };
-
-      router.get('/bench/constant', (req, res) => {
-        if (!req.isAuthenticated()) {
-          res.sendStatus(401);
-          return;
-        }
+      const constant = (res: express.Response) => {
         noStore(res);
         res.setHeader('Location', 'http://127.0.0.1:1/constant.png');
         res.status(302).end();
-      });
+      };
 
-      router.get('/bench/constant-long', (req, res) => {
-        if (!req.isAuthenticated()) {
+      // Behind the session reader, like /image/:id: req.user is set for a signed-in session.
+      const reader = express.Router();
+      reader.get('/bench/constant', (req, res) => {
+        if (!req.user) {
           res.sendStatus(401);
           return;
         }
-        noStore(res);
-        res.setHeader('Location', `http://127.0.0.1:1/${'x'.repeat(420)}`);
-        res.status(302).end();
+        constant(res);
       });
-
-      router.get('/bench/naive/:id', async (req, res) => {
-        if (!req.isAuthenticated()) {
+      reader.get('/bench/naive/:id', async (req, res) => {
+        if (!req.user) {
           res.sendStatus(401);
           return;
         }
@@ -67,7 +62,16 @@ async function main(): Promise<void> {
         res.status(302).end();
       });
 
-      router.get('/bench/naive-gallery', async (req, res) => {
+      // Behind express-session and passport, like the app's pages.
+      const full = express.Router();
+      full.get('/bench/full/constant', (req, res) => {
+        if (!req.isAuthenticated()) {
+          res.sendStatus(401);
+          return;
+        }
+        constant(res);
+      });
+      full.get('/bench/naive-gallery', async (req, res) => {
         if (!req.isAuthenticated()) {
           res.sendStatus(401);
           return;
@@ -85,7 +89,11 @@ async function main(): Promise<void> {
             `<!doctype html><title>naive</title><link rel="stylesheet" href="/assets/style.css">\n${tags}`,
           );
       });
-      return router;
+
+      return {
+        sessionReaderRoutes: { paths: ['/bench/constant', '/bench/naive/:id'], router: reader },
+        extraRoutes: full,
+      };
     },
   });
 

@@ -15,7 +15,9 @@ export interface RedirectResult {
   connections: number;
   durationSeconds: number;
   rounds: number;
-  routes: { s3gate: RouteLoad; constant: RouteLoad; naive: RouteLoad };
+  routes: { s3gate: RouteLoad; constant: RouteLoad; naive: RouteLoad; fullStack: RouteLoad };
+  /** s3gate's req/s divided by each baseline's, round by round: the spread of the ratios. */
+  roundRatios: { constant: number[]; naive: number[] };
 }
 
 async function load(
@@ -34,10 +36,11 @@ async function load(
 }
 
 /**
- * autocannon against three routes of one app process, all behind the same session and passport
- * stack: s3gate's /image/:id (warm), the constant 302 ceiling, and the naive getSignedUrl route.
- * Rounds alternate the routes in a rotating order, so drift on a noisy machine hits all three
- * alike.
+ * autocannon against routes of one app process: s3gate's /image/:id (warm), and behind the same
+ * session reader the constant 302 ceiling and the naive getSignedUrl route. A fourth route, the
+ * constant 302 behind express-session and passport as the app's pages are, shows what the
+ * reader saves. Rounds alternate the routes in a rotating order, so drift on a noisy machine
+ * hits all of them alike.
  */
 export async function benchRedirect(
   rounds = 6,
@@ -52,6 +55,7 @@ export async function benchRedirect(
       s3gate: `${server.url}/image/${id}`,
       constant: `${server.url}/bench/constant`,
       naive: `${server.url}/bench/naive/${id}`,
+      fullStack: `${server.url}/bench/full/constant`,
     };
     // Warm-up: JIT, the signed-URL memo and the SQLite page cache.
     for (const target of Object.values(targets)) await load(target, cookie, connections, 2);
@@ -60,6 +64,7 @@ export async function benchRedirect(
       s3gate: [],
       constant: [],
       naive: [],
+      fullStack: [],
     };
     const names = Object.keys(targets) as (keyof typeof targets)[];
     for (let round = 0; round < rounds; round += 1) {
@@ -83,6 +88,10 @@ export async function benchRedirect(
         errors: results.reduce((sum, r) => sum + r.errors + r.timeouts, 0),
       };
     };
+    const perRound = (baseline: keyof typeof targets) =>
+      samples.s3gate.map(
+        (r, round) => r.requests.average / (samples[baseline][round]?.requests.average ?? NaN),
+      );
     return {
       connections,
       durationSeconds,
@@ -91,7 +100,9 @@ export async function benchRedirect(
         s3gate: summarize('s3gate'),
         constant: summarize('constant'),
         naive: summarize('naive'),
+        fullStack: summarize('fullStack'),
       },
+      roundRatios: { constant: perRound('constant'), naive: perRound('naive') },
     };
   } finally {
     await server.stop();
