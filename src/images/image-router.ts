@@ -82,7 +82,7 @@ export function downloadDisposition(image: ImageRecord): string {
  */
 function overridesFor(
   image: ImageRecord,
-  req: Request,
+  download: boolean,
   signer: UrlSigner,
   maxAge: number,
 ): ResponseOverrides {
@@ -91,7 +91,7 @@ function overridesFor(
     overrides.cacheControl = `private, max-age=${maxAge}, immutable`;
     overrides.expires = new Date((signer.windowStart() + maxAge) * 1000);
   }
-  if (req.query.download !== undefined) overrides.contentDisposition = downloadDisposition(image);
+  if (download) overrides.contentDisposition = downloadDisposition(image);
   return overrides;
 }
 
@@ -193,8 +193,9 @@ export function createImageHandler(options: ImageRouterOptions): RequestHandler 
     const image = await options.findImage(id);
     if (!image || !(await authorize(req, image))) throw errors.imageNotFound();
 
-    const viaProxy =
-      mode === 'proxy' || (options.downloadsViaProxy === true && req.query.download !== undefined);
+    // Express parses the query string again on every read of req.query.
+    const download = req.query.download !== undefined;
+    const viaProxy = mode === 'proxy' || (options.downloadsViaProxy === true && download);
     if (viaProxy && options.proxy) {
       await options.proxy(req, res, image);
       return;
@@ -204,7 +205,7 @@ export function createImageHandler(options: ImageRouterOptions): RequestHandler 
     const url = await signer.sign({
       key: image.key,
       method: req.method === 'HEAD' ? 'HEAD' : 'GET',
-      overrides: overridesFor(image, req, signer, options.cacheMaxAgeSeconds),
+      overrides: overridesFor(image, download, signer, options.cacheMaxAgeSeconds),
       cacheUntilExpiry: aligned,
     });
     res.status(302);
