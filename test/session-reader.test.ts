@@ -199,6 +199,6 @@ describe('createSessionReader', () => {
         cookieName: COOKIE,
         loadUser: () => Promise.resolve(undefined),
       }),
-    ).toThrow(/`secret` must be a non-empty string/);
+    ).toThrow(/`secret` is missing or empty/);
   });
 });

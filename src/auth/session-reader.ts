@@ -20,9 +20,10 @@ export interface SessionReaderOptions {
 }
 
 /**
- * A read-only way into express-session's sessions, for requests that only need to know who is
- * asking. It reads the same signed cookie from the same store and sets `req.user` when the
- * session belongs to a user who may still use it; otherwise it leaves `req.user` unset.
+ * Create middleware that reads express-session's sessions without changing them, for requests
+ * that only need to know who is asking. It reads the same signed cookie from the same store. It
+ * sets `req.user` when the session belongs to a user who may still use it, and otherwise leaves
+ * `req.user` unset.
  *
  * The image route is called once per <img> on a page, and express-session plus passport cost
  * more per request than everything else on that route together: they build session and cookie
@@ -37,14 +38,13 @@ export function createSessionReader(options: SessionReaderOptions): RequestHandl
   const secrets = Array.isArray(options.secret) ? options.secret : [options.secret];
   if (secrets.length === 0 || secrets.some((s) => typeof s !== 'string' || s === '')) {
     throw new TypeError(
-      'createSessionReader: `secret` must be a non-empty string or array of them.',
+      'createSessionReader: `secret` is missing or empty. Pass the secret, or the array of secrets, that express-session uses.',
     );
   }
 
   // A page's images all arrive with the same cookie, and checking its HMAC each time was a
   // visible share of the route's CPU time. The result depends only on the cookie and the
-  // secrets, so a verified cookie can be remembered; whether its session still exists is asked
-  // of the store on every request.
+  // secrets, so a verified cookie can be remembered. The store is still read on every request.
   const verified = new LRUCache<string, string>({ max: 10_000 });
 
   return (req, _res, next) => {
@@ -76,8 +76,8 @@ export function createSessionReader(options: SessionReaderOptions): RequestHandl
 }
 
 /**
- * The session id from express-session's cookie, or undefined when the cookie is missing,
- * unsigned or signed with none of the secrets; express-session ignores such a cookie too.
+ * Extract the session id from express-session's cookie. Returns undefined when the cookie is
+ * missing, unsigned or signed with none of the secrets, because express-session ignores it then.
  */
 export function readSessionId(
   header: string | undefined,
