@@ -125,6 +125,15 @@ describe('GET /image/:id in redirect mode', () => {
     expect(head.status).toBe(200);
     expect(head.headers.get('content-length')).toBe(String(bytes.length));
   });
+
+  it('lists GET and HEAD for OPTIONS', async () => {
+    const { id } = await uploadFixture(agent);
+    const response = await agent.options(`/image/${id}`);
+
+    expect(response.status).toBe(200);
+    expect(response.headers.allow).toBe('GET, HEAD');
+    expect(response.headers['cache-control']).toBe('no-store');
+  });
 });
 
 describe('C01 keys with awkward characters', () => {

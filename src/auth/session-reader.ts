@@ -31,8 +31,9 @@ export interface SessionReaderOptions {
  * only reads a session needs none of that. Revocation is unchanged, because every request reads
  * the store: a signed-out or deleted session stops working at once.
  *
- * The reader never writes. A non-rolling session keeps its expiry, so skipping express-session's
- * touch loses nothing.
+ * The reader never writes, not even express-session's touch, which moves the session's expiry
+ * in the store forward on each unchanged request. Image requests therefore do not extend a
+ * session; page requests still do.
  */
 export function createSessionReader(options: SessionReaderOptions): RequestHandler {
   const secrets = Array.isArray(options.secret) ? options.secret : [options.secret];

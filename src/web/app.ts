@@ -104,8 +104,14 @@ export function createApp(deps: AppDependencies): Express {
     redirectCache: config.redirectCache,
     downloadsViaProxy: config.s3.embedded && config.deliveryMode === 'redirect',
   });
-  // app.get also takes HEAD. Other methods go on to the full session stack below.
+  // app.get also takes HEAD. OPTIONS gets what Express's router sends for a route of its own;
+  // other methods go on to the full session stack below.
   app.get('/image/:id', readSession, imageHandler);
+  app.options('/image/:id', (_req, res) => {
+    res.setHeader('Allow', 'GET, HEAD');
+    res.setHeader('Cache-Control', 'no-store');
+    res.type('text/plain').send('GET, HEAD');
+  });
   if (deps.sessionReaderRoutes) {
     app.get(deps.sessionReaderRoutes.paths, readSession, deps.sessionReaderRoutes.router);
   }
