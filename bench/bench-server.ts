@@ -1,12 +1,24 @@
+import path from 'node:path';
+import { pathToFileURL } from 'node:url';
 import { GetObjectCommand } from '@aws-sdk/client-s3';
 import { getSignedUrl } from '@aws-sdk/s3-request-presigner';
 import express from 'express';
-import { loadConfig } from '../src/config';
-import { isImageId } from '../src/images/image-id';
-import { ImageRepository } from '../src/images/image-repository';
-import { REDIRECT_CACHE_CONTROL } from '../src/images/image-router';
-import { createLogger } from '../src/logger';
-import { startRuntime } from '../src/runtime';
+import type * as ConfigModule from '../src/config';
+import type * as ImageIdModule from '../src/images/image-id';
+import type * as ImageRepositoryModule from '../src/images/image-repository';
+import type * as ImageRouterModule from '../src/images/image-router';
+import type * as LoggerModule from '../src/logger';
+import type * as RuntimeModule from '../src/runtime';
+
+/**
+ * Load a module of the app from dist/, compiled by tsc as `npm start` runs it (the harness builds
+ * it first), instead of the tsx-compiled source. Every module comes from there, so the baseline
+ * routes share the app's module instances, its SQLite fast path included.
+ */
+async function loadBuilt<T>(modulePath: string): Promise<T> {
+  const url = pathToFileURL(path.join(__dirname, '..', 'dist', modulePath)).href;
+  return (await import(url)) as T;
+}
 
 /**
  * The full s3gate app plus baseline routes that exist for the benchmarks only, behind the same
@@ -20,6 +32,15 @@ import { startRuntime } from '../src/runtime';
  */
 async function main(): Promise<void> {
   process.env.AWS_SDK_JS_NODE_VERSION_SUPPORT_WARNING_DISABLED = 'true';
+  const { loadConfig } = await loadBuilt<typeof ConfigModule>('config.js');
+  const { isImageId } = await loadBuilt<typeof ImageIdModule>('images/image-id.js');
+  const { ImageRepository } = await loadBuilt<typeof ImageRepositoryModule>(
+    'images/image-repository.js',
+  );
+  const { REDIRECT_CACHE_CONTROL } =
+    await loadBuilt<typeof ImageRouterModule>('images/image-router.js');
+  const { createLogger } = await loadBuilt<typeof LoggerModule>('logger.js');
+  const { startRuntime } = await loadBuilt<typeof RuntimeModule>('runtime.js');
   const config = loadConfig();
   const logger = createLogger('warn');
 

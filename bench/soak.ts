@@ -7,7 +7,7 @@ import { setTimeout as delay } from 'node:timers/promises';
 import autocannon from 'autocannon';
 import sharp from 'sharp';
 import { EMBEDDED_S3_CREDENTIALS, startEmbeddedS3 } from '../src/storage/embedded-s3';
-import { ADMIN_PASSWORD, signIn, upload } from './harness';
+import { ADMIN_PASSWORD, buildApp, signIn, upload } from './harness';
 
 /**
  * Soak test, not run in CI: the real server (src/server.ts) in a child process, loaded by
@@ -57,12 +57,13 @@ function rssBytes(pid: number): number {
   return Number(/VmRSS:\s+(\d+) kB/.exec(status)?.[1] ?? 0) * 1024;
 }
 
-/** Start src/server.ts with `env` and wait until /healthz returns 200. */
+/** Start the compiled server (dist/server.js, as `npm start` does) with `env` and wait until /healthz returns 200. */
 async function startServer(
   env: Record<string, string>,
 ): Promise<{ url: string; child: ChildProcess }> {
+  buildApp();
   const port = await freePort();
-  const child = spawn(process.execPath, ['--import', 'tsx', path.join(ROOT, 'src', 'server.ts')], {
+  const child = spawn(process.execPath, [path.join(ROOT, 'dist', 'server.js')], {
     cwd: ROOT,
     env: {
       ...process.env,
