@@ -55,12 +55,11 @@ export interface AppDependencies {
    */
   extraRoutes?: express.Router;
   /**
-   * GET routes served like the image route: before express-session and passport, behind the same
-   * read-only session reader. `req.user` is set for a signed-in session; `req.session` does not
-   * exist. `paths` lists the paths that `router` serves. The benchmarks use it for baseline routes
-   * behind the image route's stack.
+   * GET routes mounted exactly like the image route: before express-session and passport, each
+   * behind the same read-only session reader. `req.user` is set for a signed-in session;
+   * `req.session` does not exist. The benchmarks use it for baseline routes.
    */
-  sessionReaderRoutes?: { paths: string[]; router: express.Router };
+  sessionReaderRoutes?: { path: string; handler: express.RequestHandler }[];
 }
 
 /** Assemble the full s3gate web app from its dependencies. */
@@ -112,9 +111,8 @@ export function createApp(deps: AppDependencies): Express {
     res.setHeader('Cache-Control', 'no-store');
     res.type('text/plain').send('GET, HEAD');
   });
-  if (deps.sessionReaderRoutes) {
-    app.get(deps.sessionReaderRoutes.paths, readSession, deps.sessionReaderRoutes.router);
-  }
+  for (const route of deps.sessionReaderRoutes ?? [])
+    app.get(route.path, readSession, route.handler);
 
   app.use('/assets', express.static(path.join(VIEWS_DIR, 'assets'), { maxAge: '1h' }));
 
