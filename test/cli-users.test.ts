@@ -183,6 +183,7 @@ describe('users reset-password', () => {
     const reset = await users(['reset-password', 'lee'], env, 'new-password\n');
 
     expect(reset.code).toBe(0);
+    expect(reset.stdout).toContain('signed-in sessions stop working at their next request');
     expect(await passwordWorks(env, 'lee', 'new-password')).toBe(true);
     expect(await passwordWorks(env, 'lee', 'old-password')).toBe(false);
   });

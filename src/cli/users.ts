@@ -129,12 +129,8 @@ async function resetPassword(users: UserRepository, username: string): Promise<s
   const user = await findUser(users, username);
   const password = await readPassword(`New password for ${username}: `, { confirm: true });
   await users.setPassword(user.id, password);
-  // NOTE: sessions signed in with the old password stay valid until they expire or sign out.
-  // Removing the account is the way to end them at once.
-  return (
-    `Changed the password of ${username}. Sessions already signed in stay signed in until they ` +
-    'expire; remove and re-add the account to end them now.'
-  );
+  // Sessions signed in before the change no longer pass isSessionCurrent.
+  return `Changed the password of ${username}. Their signed-in sessions stop working at their next request.`;
 }
 
 async function runCommand(command: Command): Promise<string> {
