@@ -45,12 +45,13 @@ module.exports = async () => {
       ...shared,
       displayName: 'sqlite',
       roots: ['<rootDir>/test'],
-      // Scale-out tests and PostgreSQL faults need PostgreSQL and Redis, so they run in the
+      // Scale-out tests and PostgreSQL and Redis faults need those services, so they run in the
       // second project only.
       testPathIgnorePatterns: [
         '/node_modules/',
         '<rootDir>/test/scale-out.test.ts',
         '<rootDir>/test/hardening/postgres-faults.test.ts',
+        '<rootDir>/test/hardening/redis-faults.test.ts',
       ],
     },
   ];
@@ -62,7 +63,7 @@ module.exports = async () => {
       roots: ['<rootDir>/test'],
       testMatch: [
         '<rootDir>/test/{redirect,auth,upload,scale-out,modes,cli-users}.test.ts',
-        '<rootDir>/test/hardening/postgres-faults.test.ts',
+        '<rootDir>/test/hardening/{postgres,redis}-faults.test.ts',
       ],
       setupFiles: [...shared.setupFiles, '<rootDir>/test/setup-postgres.ts'],
       globalTeardown: '<rootDir>/test/helpers/drop-test-databases.ts',

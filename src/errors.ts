@@ -88,6 +88,12 @@ export const errors = {
       code: 'CLIENT_CLOSED_REQUEST',
       expose: false,
     }),
+  sessionStoreUnavailable: () =>
+    createError(503, 'Sign-in sessions are unavailable. Try again shortly.', {
+      code: 'SESSION_STORE_UNAVAILABLE',
+      expose: true,
+      headers: { 'Retry-After': '5' },
+    }),
   databaseUnavailable: () =>
     createError(503, 'The database is unavailable. Try again shortly.', {
       code: 'DATABASE_UNAVAILABLE',

@@ -210,6 +210,7 @@ export async function startRuntime(
 
     let sessionStore: session.Store;
     let rateLimitStore: RateLimitStore | undefined;
+    let sessionStoreCheck: (() => Promise<void>) | undefined;
     if (config.redis.url) {
       const redis = await connectRedisStores({
         url: config.redis.url,
@@ -219,6 +220,7 @@ export async function startRuntime(
       });
       closers.push(() => redis.close());
       sessionStore = redis.sessionStore;
+      sessionStoreCheck = () => redis.ping();
       rateLimitStore = redis.rateLimitStore;
     } else {
       const databaseStore = new DatabaseSessionStore(database.db, {
@@ -257,6 +259,7 @@ export async function startRuntime(
       signer,
       imageOrigins: [imageOrigin],
       sessionStore,
+      ...(sessionStoreCheck ? { sessionStoreCheck } : {}),
       sessionSecret,
       ...(proxy ? { proxy } : {}),
       ...(metrics ? { metrics } : {}),

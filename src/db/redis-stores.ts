@@ -1,13 +1,53 @@
 import { RedisStore as RedisSessionStore } from 'connect-redis';
 import type { Store as RateLimitStore } from 'express-rate-limit';
 import { RedisStore as RedisRateLimitStore } from 'rate-limit-redis';
-import { createClient, type RedisClientType } from 'redis';
+import {
+  ClientClosedError,
+  ClientOfflineError,
+  ConnectionTimeoutError,
+  createClient,
+  ReconnectStrategyError,
+  SocketClosedUnexpectedlyError,
+  SocketTimeoutError,
+  TimeoutError,
+  TimeoutReadError,
+  type RedisClientType,
+} from 'redis';
+import { errors, type HttpError } from '../errors';
 import type { Logger } from '../logger';
+
+/** How long a Redis command may wait for its reply before the request fails with 503. */
+export const REDIS_COMMAND_TIMEOUT_MS = 3000;
+
+// node-redis errors that mean "Redis cannot be reached now", not "this command is wrong".
+const REDIS_UNAVAILABLE = [
+  ClientClosedError,
+  ClientOfflineError,
+  ConnectionTimeoutError,
+  ReconnectStrategyError,
+  SocketClosedUnexpectedlyError,
+  SocketTimeoutError,
+  TimeoutError,
+  TimeoutReadError,
+];
+
+/**
+ * Translate a node-redis error into a 503 when Redis is down, unreachable or too slow to reply,
+ * so sessions fail as clearly as the database does. Anything else is left to the generic 500.
+ */
+export function translateRedisError(error: unknown): HttpError | undefined {
+  // node-redis leaves `name` as "Error", so only the class identifies these errors.
+  return REDIS_UNAVAILABLE.some((type) => error instanceof type)
+    ? errors.sessionStoreUnavailable()
+    : undefined;
+}
 
 export interface RedisStores {
   client: RedisClientType;
   sessionStore: RedisSessionStore;
   rateLimitStore: RateLimitStore;
+  /** Send PING; rejects when Redis does not reply within REDIS_COMMAND_TIMEOUT_MS. */
+  ping(): Promise<void>;
   close(): Promise<void>;
 }
 
@@ -59,8 +99,17 @@ export async function connectRedisStores(options: RedisStoresOptions): Promise<R
     );
   }
 
+  // Every command of the stores fails after the timeout, also one already sent: a Redis that
+  // accepts connections and never replies would otherwise hold each request forever.
+  // TODO: reconnect after repeated timeouts. A connection whose peer vanished without a reset
+  // fails every command after the timeout until the operating system gives the socket up.
+  const commands = client.withCommandOptions({
+    timeout: REDIS_COMMAND_TIMEOUT_MS,
+    rejectInFlight: true,
+  });
+
   const sessionStore = new RedisSessionStore({
-    client,
+    client: commands,
     prefix: `${options.keyPrefix}sess:`,
     ttl: options.sessionTtlSeconds,
     // Cookies are not rolling, so each key gets its TTL when the session is saved and a touch
@@ -68,7 +117,7 @@ export async function connectRedisStores(options: RedisStoresOptions): Promise<R
     disableTouch: true,
   });
   const rateLimitStore = new RedisRateLimitStore({
-    sendCommand: (...args: string[]) => client.sendCommand(args),
+    sendCommand: (...args: string[]) => commands.sendCommand(args),
     prefix: `${options.keyPrefix}login-limit:`,
   });
 
@@ -76,6 +125,9 @@ export async function connectRedisStores(options: RedisStoresOptions): Promise<R
     client,
     sessionStore,
     rateLimitStore,
+    ping: async () => {
+      await commands.ping();
+    },
     close: async () => {
       if (client.isOpen) await client.close();
     },

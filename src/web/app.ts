@@ -17,6 +17,7 @@ import { ImageRepository } from '../images/image-repository';
 import { createImageHandler, type ProxyDelivery } from '../images/image-router';
 import type { Logger } from '../logger';
 import { translateDatabaseError } from '../db/database-errors';
+import { translateRedisError } from '../db/redis-stores';
 import { translateS3Error } from '../storage/s3-errors';
 import { checkStorage } from '../storage/storage-check';
 import type { UrlSigner } from '../storage/url-signer';
@@ -42,6 +43,8 @@ export interface AppDependencies {
   /** Origins of signed URLs, allowed as image sources in the CSP. */
   imageOrigins: string[];
   sessionStore: session.Store;
+  /** Readiness check of the session store when it is a service of its own (Redis). */
+  sessionStoreCheck?: () => Promise<void>;
   sessionSecret: string;
   /** Required when config.deliveryMode is "proxy". */
   proxy?: ProxyDelivery;
@@ -122,6 +125,7 @@ export function createApp(deps: AppDependencies): Express {
         database: () => deps.database.ping(),
         storage: () =>
           checkStorage(deps.s3Client, config.s3.bucket, `${config.s3.keyPrefix}.readiness-probe`),
+        ...(deps.sessionStoreCheck ? { sessions: deps.sessionStoreCheck } : {}),
       },
       logger,
     ),
@@ -200,8 +204,8 @@ export function createApp(deps: AppDependencies): Express {
   });
   app.use(
     createErrorHandler(logger, (error) => {
-      const database = translateDatabaseError(error);
-      if (database) return database;
+      const unavailable = translateDatabaseError(error) ?? translateRedisError(error);
+      if (unavailable) return unavailable;
       // An SDK error that no route translated itself comes from a write (upload, delete).
       const isS3Error = typeof error === 'object' && error !== null && '$metadata' in error;
       return isS3Error ? translateS3Error(error, 'write') : undefined;

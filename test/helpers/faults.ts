@@ -53,8 +53,11 @@ export class TcpRelay {
     this.mode = mode;
     if (mode === 'silent') this.silenceForwarded();
     if (mode === 'down') {
-      await this.stopListening();
+      // server.close() waits for open connections, so reset them first: a client that keeps
+      // its connection (a Redis client, say) would otherwise hold the relay up forever.
+      const stopped = this.stopListening();
       for (const socket of this.connections) socket.resetAndDestroy();
+      await stopped;
       return;
     }
     if (wasDown) await this.listen();
