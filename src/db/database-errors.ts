@@ -30,9 +30,9 @@ export function translateDatabaseError(error: unknown): HttpError | undefined {
   if (typeof error !== 'object' || error === null) return undefined;
   const { code, message } = error as { code?: unknown; message?: unknown };
   if (typeof code !== 'string') {
-    // pg reports a closed pool or a dropped connection without a code.
+    // pg reports a closed pool, a dropped connection and its own timeouts without a code.
     return typeof message === 'string' &&
-      /Connection terminated|Cannot use a pool after calling end|timeout exceeded when trying to connect/i.test(
+      /Connection terminated|Cannot use a pool after calling end|timeout exceeded when trying to connect|Query read timeout/i.test(
         message,
       )
       ? errors.databaseUnavailable()

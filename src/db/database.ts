@@ -10,6 +10,9 @@ import type { Database } from './schema';
 
 export type Dialect = 'sqlite' | 'postgres';
 
+/** How long connecting to PostgreSQL, and each query, may take before the request fails. */
+export const POSTGRES_TIMEOUT_MS = 5000;
+
 export interface DatabaseHandle {
   db: Kysely<Database>;
   dialect: Dialect;
@@ -78,7 +81,16 @@ export async function openDatabase(options: DatabaseOptions): Promise<DatabaseHa
 
   if (options.databaseUrl) {
     dialect = 'postgres';
-    const pool = new pg.Pool({ connectionString: options.databaseUrl, max: 10, types: pgTypes });
+    const pool = new pg.Pool({
+      connectionString: options.databaseUrl,
+      max: 10,
+      types: pgTypes,
+      // A server that accepts connections and never replies would otherwise hold each request
+      // forever: connecting and every query give up after these, and the request gets a 503.
+      connectionTimeoutMillis: POSTGRES_TIMEOUT_MS,
+      query_timeout: POSTGRES_TIMEOUT_MS,
+      keepAlive: true,
+    });
     // Without a listener, the 'error' event of an idle connection would crash the process.
     pool.on('error', (error) => options.onIdleConnectionError?.(error));
     db = new Kysely<Database>({ dialect: new PostgresDialect({ pool }) });

@@ -112,6 +112,30 @@ describe('PostgreSQL unreachable', () => {
     });
   });
 
+  describe('while it accepts and never replies', () => {
+    beforeAll(async () => {
+      await relay.setMode('forward');
+      expect((await admin.get(`/image/${imageId}`).redirects(0)).status).toBe(302);
+      await relay.setMode('silent');
+    });
+
+    afterAll(() => {
+      // The hung connections end as a restarted server would end them.
+      relay.dropSilentConnections();
+    });
+
+    it('answers image requests with 503 after the timeout', async () => {
+      const started = Date.now();
+      const response = await admin.get(`/image/${imageId}`).redirects(0);
+
+      expect(response.status).toBe(503);
+      expect(response.text).toBe(`${UNAVAILABLE_MESSAGE}\n`);
+      // Queries time out after 5 s; the request must not wait for PostgreSQL without a limit.
+      expect(Date.now() - started).toBeGreaterThanOrEqual(4_900);
+      expect(Date.now() - started).toBeLessThan(15_000);
+    });
+  });
+
   describe('after it returns', () => {
     beforeAll(async () => {
       await relay.setMode('forward');
