@@ -151,10 +151,17 @@ export async function startRuntime(
       closers.push(() => (embeddedS3 as EmbeddedS3).close());
       endpoint = embeddedS3.endpoint;
       publicEndpoint = undefined;
+      const parts = config.databaseUrl ? 'S3 server runs' : 'S3 server and SQLite run';
       logger.warn(
         { s3Endpoint: endpoint, dataDir: config.dataDir },
-        'embedded mode: S3 server and SQLite run inside this process, for trying and developing only; ' +
+        `embedded mode: ${parts} inside this process, for trying and developing only; ` +
           `data lives in ${config.dataDir}`,
+      );
+    }
+    if (config.redirectCache.mode === 'aligned' && config.deliveryMode === 'proxy') {
+      logger.warn(
+        { redirectCache: 'aligned', deliveryMode: 'proxy' },
+        'REDIRECT_CACHE=aligned has no effect in proxy mode, which sends no redirects',
       );
     }
 

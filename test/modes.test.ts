@@ -85,3 +85,14 @@ describe.each(['redirect', 'proxy'] as const)('GET /image/:id in %s mode', (mode
     expect(response.headers['x-content-type-options']).toBe('nosniff');
   });
 });
+
+describe('REDIRECT_CACHE=aligned in proxy mode', () => {
+  it('starts with a warning that it has no effect', async () => {
+    const stack = await startTestStack({ DELIVERY_MODE: 'proxy', REDIRECT_CACHE: 'aligned' });
+    try {
+      expect(stack.logs.text()).toContain('REDIRECT_CACHE=aligned has no effect in proxy mode');
+    } finally {
+      await stack.stop();
+    }
+  });
+});
