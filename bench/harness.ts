@@ -38,6 +38,23 @@ export interface BenchServer {
   stop(): Promise<void>;
 }
 
+/**
+ * Run a benchmark script of this folder in a new process and return the JSON it prints on
+ * stdout. A section whose load generator shares its thread with a server (the S3 emulator of
+ * the proxy benchmark) is then not slowed by the heap that earlier sections left behind.
+ */
+export async function runInFreshProcess<T>(script: string): Promise<T> {
+  const child = spawn(process.execPath, ['--import', 'tsx', path.join(__dirname, script)], {
+    env: process.env,
+    stdio: ['ignore', 'pipe', 'inherit'],
+  });
+  let output = '';
+  child.stdout.on('data', (chunk: Buffer) => (output += chunk.toString('utf8')));
+  const code = await new Promise<number | null>((resolve) => child.once('exit', resolve));
+  if (code !== 0) throw new Error(`bench/${script} exited with ${String(code)}`);
+  return JSON.parse(output) as T;
+}
+
 /** Start bench/bench-server.ts in its own process, so the app does not share a core with the load generator. */
 export async function startBenchServer(env: Record<string, string> = {}): Promise<BenchServer> {
   buildApp();

@@ -2,7 +2,8 @@ import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { benchPages, type PageResult, type ViewMetrics } from './pages';
-import { benchProxy, type ProxyResult } from './proxy';
+import { runInFreshProcess } from './harness';
+import type { ProxyResult } from './proxy';
 import { benchRedirect, type RedirectResult } from './redirect';
 import { benchSigning, type SigningResult } from './signing';
 import { benchUploadMemory, type UploadMemoryResult } from './upload-memory';
@@ -105,7 +106,7 @@ function proxySection(r: ProxyResult): string {
   return [
     '## 4. Proxy throughput',
     '',
-    `${r.objects} objects of ${(r.objectBytes / MB).toFixed(2)} MiB, ${r.connections} connections, runs of ${r.requestsPerRun} requests alternating between proxy mode and the same objects fetched straight from the same S3 server with presigned URLs (mean of the runs). The S3 server runs in the benchmark's process and the app in its own.`,
+    `${r.objects} objects of ${(r.objectBytes / MB).toFixed(2)} MiB, ${r.connections} connections, runs of ${r.requestsPerRun} requests alternating between proxy mode and the same objects fetched straight from the same S3 server with presigned URLs (mean of the runs). The S3 server and the load generator share a fresh process, and the app runs in its own.`,
     '',
     '| path | req/s | MB/s | p99 ms | non-2xx | errors |',
     '| --- | --- | --- | --- | --- | --- |',
@@ -140,7 +141,7 @@ async function main(): Promise<void> {
   const signing = await step('signing', () => benchSigning());
   const redirect = await step('redirect throughput', () => benchRedirect());
   const pages = await step('page views in Chromium', () => benchPages());
-  const proxy = await step('proxy throughput', () => benchProxy());
+  const proxy = await step('proxy throughput', () => runInFreshProcess<ProxyResult>('proxy.ts'));
   const uploadMemory = await step('upload memory', () => benchUploadMemory());
   const minutes = ((Date.now() - started) / 60000).toFixed(1);
 
