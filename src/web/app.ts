@@ -5,16 +5,14 @@ import { rateLimit, type Store as RateLimitStore } from 'express-rate-limit';
 import session from 'express-session';
 import { createAuthRoutes } from '../auth/auth-routes';
 import { createPassport, createSessionUserLoader } from '../auth/passport-setup';
-import { createSessionReader } from '../auth/session-reader';
 import { UserRepository } from '../auth/user-repository';
 import { createUsersRoutes } from '../auth/users-routes';
 import type { Config } from '../config';
 import type { DatabaseHandle } from '../db/database';
 import { errors } from '../errors';
 import { createAdminImageRoutes } from '../images/admin-routes';
-import { canView } from '../images/access-rule';
 import { ImageRepository } from '../images/image-repository';
-import { createImageHandler, type ProxyDelivery } from '../images/image-router';
+import type { ProxyDelivery } from '../images/image-router';
 import type { Logger } from '../logger';
 import { translateDatabaseError } from '../db/database-errors';
 import { translateRedisError } from '../db/redis-stores';
@@ -24,6 +22,7 @@ import type { UrlSigner } from '../storage/url-signer';
 import { createErrorHandler } from './error-handler';
 import { createGalleryRoutes } from './gallery-routes';
 import { createHealthRoutes } from './health-routes';
+import { mountImageRoute } from './image-route';
 import type { Metrics } from './metrics';
 import { createRequestLogger } from './request-logger';
 import { createSecurityHeaders } from './security-headers';
@@ -86,36 +85,18 @@ export function createApp(deps: AppDependencies): Express {
   app.use(createRequestLogger(logger));
   app.use(createSecurityHeaders(deps.imageOrigins));
 
-  // The image route comes right after metrics, logging and headers, before express-session and
-  // passport: a page with fifty images makes fifty requests here, and each needs only the user,
-  // which the read-only session reader gives for a fraction of the cost.
-  const readSession = createSessionReader({
-    store: deps.sessionStore,
-    secret: deps.sessionSecret,
-    cookieName: SESSION_COOKIE_NAME,
-    loadUser: (stored) => loadUser(stored.passport?.user, stored.signedInAt),
-  });
-  const imageHandler = createImageHandler({
-    mode: config.deliveryMode,
+  // Right after metrics, logging and headers, and before express-session and passport.
+  mountImageRoute(app, {
+    config,
+    images,
     signer: deps.signer,
-    ...(deps.proxy ? { proxy: deps.proxy } : {}),
-    findImage: (id) => images.findById(id),
-    isSignedIn: (req) => req.user !== undefined,
-    authorize: (req, image) => (req.user ? canView(req.user, image) : false),
-    cacheMaxAgeSeconds: config.images.cacheMaxAgeSeconds,
-    redirectCache: config.redirectCache,
-    downloadsViaProxy: config.s3.embedded && config.deliveryMode === 'redirect',
+    proxy: deps.proxy,
+    sessionStore: deps.sessionStore,
+    sessionSecret: deps.sessionSecret,
+    cookieName: SESSION_COOKIE_NAME,
+    loadUser,
+    readerRoutes: deps.sessionReaderRoutes,
   });
-  // app.get also takes HEAD. OPTIONS gets what Express's router sends for a route of its own;
-  // other methods go on to the full session stack below.
-  app.get('/image/:id', readSession, imageHandler);
-  app.options('/image/:id', (_req, res) => {
-    res.setHeader('Allow', 'GET, HEAD');
-    res.setHeader('Cache-Control', 'no-store');
-    res.type('text/plain').send('GET, HEAD');
-  });
-  for (const route of deps.sessionReaderRoutes ?? [])
-    app.get(route.path, readSession, route.handler);
 
   app.use('/assets', express.static(path.join(VIEWS_DIR, 'assets'), { maxAge: '1h' }));
 
