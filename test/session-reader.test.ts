@@ -6,9 +6,10 @@ import request from 'supertest';
 import { createSessionReader, readSessionId } from '../src/auth/session-reader';
 
 /**
- * The session reader must see exactly the sessions that express-session sees. Each test builds
- * one app with both: express-session on /full, the reader on /read, over the same real store
- * (express-session's MemoryStore) and secrets, and compares what each says about one cookie.
+ * The session reader must accept exactly the sessions that express-session accepts. Each test
+ * builds one app with both: express-session on /full, the reader on /read, over the same real
+ * store (express-session's MemoryStore) and secrets, and compares the user each returns for one
+ * cookie.
  */
 
 const COOKIE = 'test.sid';
@@ -17,7 +18,7 @@ const SECRETS = ['current-secret-0123456789abcdef', 'previous-secret-0123456789a
 interface Harness {
   app: Express;
   store: session.MemoryStore;
-  /** Users that loadUser knows; removing one revokes its sessions. */
+  /** Users that loadUser accepts; removing one revokes its sessions. */
   users: Set<string>;
 }
 
