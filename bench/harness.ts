@@ -51,7 +51,9 @@ export async function runInFreshProcess<T>(script: string): Promise<T> {
   let output = '';
   child.stdout.on('data', (chunk: Buffer) => (output += chunk.toString('utf8')));
   const code = await new Promise<number | null>((resolve) => child.once('exit', resolve));
-  if (code !== 0) throw new Error(`bench/${script} exited with ${String(code)}`);
+  if (code !== 0) {
+    throw new Error(`bench/${script} exited with ${String(code)}; its error is printed above.`);
+  }
   return JSON.parse(output) as T;
 }
 

@@ -15,7 +15,7 @@ declare module 'express-session' {
   interface SessionData {
     /** When the user signed in, in milliseconds since the epoch. */
     signedInAt: number;
-    /** What passport keeps in the session: the signed-in user's id. */
+    /** Passport's entry in the session, with the signed-in user's id. */
     passport?: { user?: unknown };
   }
 }

@@ -47,8 +47,8 @@ export function mountImageRoute(app: Express, options: ImageRouteOptions): void 
     downloadsViaProxy: config.s3.embedded && config.deliveryMode === 'redirect',
   });
 
-  // app.get also takes HEAD. OPTIONS gets what Express's router sends for a route of its own;
-  // other methods go on to the full session stack.
+  // app.get also takes HEAD. OPTIONS gets the response Express's router sends for a route of its
+  // own. Other methods go on to the full session stack.
   app.get('/image/:id', readSession, imageHandler);
   app.options('/image/:id', (_req, res) => {
     res.setHeader('Allow', 'GET, HEAD');
