@@ -39,13 +39,16 @@ export function translateDatabaseError(error: unknown): HttpError | undefined {
       : undefined;
   }
   const sqliteBase = code.replace(/^(SQLITE_[A-Z]+)_.*$/, '$1');
-  // PostgreSQL SQLSTATE classes 08 (connection exception), 53 (insufficient resources) and
-  // 57P0x (server shutting down) mean "try again later".
+  // PostgreSQL SQLSTATEs that say the database cannot serve now, whatever the query: class 08
+  // (connection exception), class 53 (insufficient resources), 57P01 to 57P05 (shutdown, crash
+  // recovery, database dropped, idle timeout) and 3D000 (the database does not exist, as after
+  // a drop). The request was fine; an operator has to act.
   if (
     SQLITE_UNAVAILABLE.has(sqliteBase) ||
     CONNECTION_CODES.has(code) ||
     /^(08|53)[0-9A-Z]{3}$/.test(code) ||
-    /^57P0[1-3]$/.test(code)
+    /^57P0[1-5]$/.test(code) ||
+    code === '3D000'
   ) {
     return errors.databaseUnavailable();
   }

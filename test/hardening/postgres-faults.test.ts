@@ -164,6 +164,44 @@ describe('PostgreSQL unreachable', () => {
   });
 });
 
+describe('PostgreSQL database dropped while the app runs', () => {
+  // An operator mistake or a restore gone wrong: the server answers, but the database is gone.
+  // Every new connection fails with SQLSTATE 3D000, which must read as "unavailable", as on
+  // /readyz, not as a bug.
+  let stack: TestStack;
+  let databaseName: string;
+  let admin: Agent;
+  let imageId: string;
+
+  beforeAll(async () => {
+    const dataDir = makeDataDir();
+    const backend = await postgresBackendEnv(dataDir);
+    databaseName = new URL(backend.DATABASE_URL ?? '').pathname.slice(1);
+    stack = await startTestStack({ ...backend, DATA_DIR: dataDir, REDIS_URL: '' });
+    admin = await loggedInAgent(stack.url);
+    ({ id: imageId } = await uploadFixture(admin));
+    await adminQuery(`drop database "${databaseName}" with (force)`);
+  });
+
+  afterAll(async () => {
+    await stack.stop();
+    await adminQuery(`drop database if exists "${databaseName}" with (force)`);
+  });
+
+  it('answers pages and image requests with 503 and keeps serving', async () => {
+    // The first request may still hold a connection that the drop terminated.
+    await admin.get('/');
+
+    const page = await admin.get('/');
+    expect(page.status).toBe(503);
+    expect(page.text).toContain(UNAVAILABLE_MESSAGE);
+    const image = await admin.get(`/image/${imageId}`).redirects(0);
+    expect(image.status).toBe(503);
+    expect((await request(stack.url).get('/healthz')).status).toBe(200);
+    expect((await request(stack.url).get('/readyz')).status).toBe(503);
+  });
+});
+
 describe('NUL bytes on PostgreSQL', () => {
   // PostgreSQL rejects a NUL byte in text with an error, where SQLite just finds no match, so
   // these inputs must never reach a query there.
