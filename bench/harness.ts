@@ -106,6 +106,21 @@ export function rssBytes(pid: number): number {
   return Number(kib ?? 0) * 1024;
 }
 
+let clockTicksPerSecond: number | undefined;
+
+/**
+ * CPU time a process has used so far, user plus system, in seconds, from /proc (Linux). It
+ * counts all of the process's threads, so the SQLite and garbage-collector work is in it.
+ */
+export function cpuSeconds(pid: number): number {
+  clockTicksPerSecond ??= Number(execFileSync('getconf', ['CLK_TCK'], { encoding: 'utf8' }));
+  // The command name in field 2 may hold spaces, so count fields from the ") " after it.
+  const stat = fs.readFileSync(`/proc/${pid}/stat`, 'utf8');
+  const fields = stat.slice(stat.lastIndexOf(') ') + 2).split(' ');
+  // utime and stime are fields 14 and 15 of the whole line, 12 and 13 after the name.
+  return (Number(fields[11]) + Number(fields[12])) / clockTicksPerSecond;
+}
+
 /** Sign in through the login form and return the session cookie. */
 export async function signIn(url: string): Promise<string> {
   const page = await fetch(`${url}/login`);

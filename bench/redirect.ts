@@ -1,6 +1,6 @@
 import autocannon from 'autocannon';
 import { makeImage } from '../test/helpers/images';
-import { median, signIn, startBenchServer, upload } from './harness';
+import { cpuSeconds, median, signIn, startBenchServer, upload } from './harness';
 
 export interface RouteLoad {
   route: string;
@@ -9,6 +9,13 @@ export interface RouteLoad {
   p99Ms: number;
   non3xx: number;
   errors: number;
+  /** CPU time of the app process per request, in microseconds: what the route costs the server. */
+  cpuMicrosPerRequest: number;
+}
+
+interface Sample {
+  result: autocannon.Result;
+  cpuMicrosPerRequest: number;
 }
 
 export interface RedirectResult {
@@ -60,7 +67,7 @@ export async function benchRedirect(
     // Warm-up: JIT, the signed-URL memo and the SQLite page cache.
     for (const target of Object.values(targets)) await load(target, cookie, connections, 2);
 
-    const samples: Record<keyof typeof targets, autocannon.Result[]> = {
+    const samples: Record<keyof typeof targets, Sample[]> = {
       s3gate: [],
       constant: [],
       naive: [],
@@ -68,17 +75,22 @@ export async function benchRedirect(
     };
     const names = Object.keys(targets) as (keyof typeof targets)[];
     for (let round = 0; round < rounds; round += 1) {
-      // Rotate the order each round: a route that runs right after the naive one inherits its
-      // garbage, and rotation spreads that over all three.
+      // Rotate the order each round, so a drift of the machine's speed reaches every route.
       for (let i = 0; i < names.length; i += 1) {
         const name = names[(round + i) % names.length] as keyof typeof targets;
-        samples[name].push(await load(targets[name], cookie, connections, durationSeconds));
-        await new Promise((resolve) => setTimeout(resolve, 500));
+        // A route that runs right after the naive one inherits its garbage, and rotation keeps
+        // the cyclic order, so the same route would always pay for it. A second of load on the
+        // route itself, not counted, lets the collector catch up first.
+        await load(targets[name], cookie, connections, 1);
+        const cpuBefore = cpuSeconds(server.pid);
+        const result = await load(targets[name], cookie, connections, durationSeconds);
+        const cpuMicros = (cpuSeconds(server.pid) - cpuBefore) * 1e6;
+        samples[name].push({ result, cpuMicrosPerRequest: cpuMicros / result.requests.total });
       }
     }
 
     const summarize = (name: keyof typeof targets): RouteLoad => {
-      const results = samples[name];
+      const results = samples[name].map((sample) => sample.result);
       return {
         route: name,
         requestsPerSecond: median(results.map((r) => r.requests.average)),
@@ -86,11 +98,13 @@ export async function benchRedirect(
         p99Ms: median(results.map((r) => r.latency.p99)),
         non3xx: results.reduce((sum, r) => sum + r.requests.total - r['3xx'], 0),
         errors: results.reduce((sum, r) => sum + r.errors + r.timeouts, 0),
+        cpuMicrosPerRequest: median(samples[name].map((sample) => sample.cpuMicrosPerRequest)),
       };
     };
     const perRound = (baseline: keyof typeof targets) =>
       samples.s3gate.map(
-        (r, round) => r.requests.average / (samples[baseline][round]?.requests.average ?? NaN),
+        (s, round) =>
+          s.result.requests.average / (samples[baseline][round]?.result.requests.average ?? NaN),
       );
     return {
       connections,
