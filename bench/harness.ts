@@ -114,7 +114,7 @@ let clockTicksPerSecond: number | undefined;
  */
 export function cpuSeconds(pid: number): number {
   clockTicksPerSecond ??= Number(execFileSync('getconf', ['CLK_TCK'], { encoding: 'utf8' }));
-  // The command name in field 2 may hold spaces, so count fields from the ") " after it.
+  // The command name in field 2 may contain spaces, so count fields from the ") " after it.
   const stat = fs.readFileSync(`/proc/${pid}/stat`, 'utf8');
   const fields = stat.slice(stat.lastIndexOf(') ') + 2).split(' ');
   // utime and stime are fields 14 and 15 of the whole line, 12 and 13 after the name.

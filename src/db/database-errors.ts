@@ -39,7 +39,7 @@ export function translateDatabaseError(error: unknown): HttpError | undefined {
       : undefined;
   }
   const sqliteBase = code.replace(/^(SQLITE_[A-Z]+)_.*$/, '$1');
-  // PostgreSQL SQLSTATEs that say the database cannot serve now, whatever the query: class 08
+  // PostgreSQL SQLSTATEs that mean the database cannot serve now, whatever the query: class 08
   // (connection exception), class 53 (insufficient resources), 57P01 to 57P05 (shutdown, crash
   // recovery, database dropped, idle timeout) and 3D000 (the database does not exist, as after
   // a drop). The request was fine; an operator has to act.

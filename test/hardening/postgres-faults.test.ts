@@ -165,7 +165,7 @@ describe('PostgreSQL unreachable', () => {
 });
 
 describe('PostgreSQL database dropped while the app runs', () => {
-  // An operator mistake or a restore gone wrong: the server answers, but the database is gone.
+  // An operator mistake or a failed restore: the server is up, but the database is gone.
   // Every new connection fails with SQLSTATE 3D000, which must read as "unavailable", as on
   // /readyz, not as a bug.
   let stack: TestStack;
@@ -188,7 +188,7 @@ describe('PostgreSQL database dropped while the app runs', () => {
     await adminQuery(`drop database if exists "${databaseName}" with (force)`);
   });
 
-  it('answers pages and image requests with 503 and keeps serving', async () => {
+  it('returns 503 and keeps serving', async () => {
     // The first request may still hold a connection that the drop terminated.
     await admin.get('/');
 
