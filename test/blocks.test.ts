@@ -221,6 +221,13 @@ describe('image router in redirect mode in a host app', () => {
     expect(response.headers.location).toMatch(/^http:\/\/127\.0\.0\.1:\d+\/host-images\/uploads\//);
   });
 
+  it('sets nosniff without helmet in the host app', async () => {
+    const id = await uploadedId('alice', await makeImage('png'));
+    const response = await getImage('alice', id);
+
+    expect(response.headers['x-content-type-options']).toBe('nosniff');
+  });
+
   it('sends a URL that returns the uploaded bytes', async () => {
     const bytes = await makeImage('jpeg');
     const id = await uploadedId('alice', bytes);

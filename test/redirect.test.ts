@@ -72,6 +72,7 @@ describe('GET /image/:id in redirect mode', () => {
     expect(response.headers.pragma).toBe('no-cache');
     expect(response.headers.expires).toBe('0');
     expect(response.headers['x-content-type-options']).toBe('nosniff');
+    expect(response.headers['content-length']).toBe('0');
     expect(locationOf(response)).toMatch(/^http:\/\/127\.0\.0\.1:\d+\/s3gate-images\/images\//);
   });
 
@@ -122,6 +123,7 @@ describe('GET /image/:id in redirect mode', () => {
 
     expect(response.status).toBe(302);
     expect(response.headers['cache-control']).toBe(REDIRECT_CACHE_CONTROL);
+    expect(response.headers['content-length']).toBe('0');
     expect(head.status).toBe(200);
     expect(head.headers.get('content-length')).toBe(String(bytes.length));
   });

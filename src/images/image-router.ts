@@ -220,10 +220,13 @@ export function createImageHandler(options: ImageRouterOptions): RequestHandler 
       res.setHeader('Pragma', 'no-cache');
       res.setHeader('Expires', '0');
     }
-    res.setHeader('X-Content-Type-Options', 'nosniff');
+    // Apps that mount helmet have set it already. Each setHeader validates its value again.
+    if (!res.hasHeader('X-Content-Type-Options'))
+      res.setHeader('X-Content-Type-Options', 'nosniff');
     // Set directly: res.location() would re-encode the already percent-encoded signed URL.
     res.setHeader('Location', url);
-    res.setHeader('Content-Length', '0');
+    // Node sends Content-Length: 0 for a GET that ends without a body, but nothing for HEAD.
+    if (req.method === 'HEAD') res.setHeader('Content-Length', '0');
     res.end();
   };
 }
