@@ -16,6 +16,9 @@ import {
 import { errors, type HttpError } from '../errors';
 import type { Logger } from '../logger';
 
+/** Retries of the first connection before start-up fails: about 1.4 s of back-off for a refused port. */
+const STARTUP_CONNECT_RETRIES = 3;
+
 /** How long a Redis command may wait for its reply before the request fails with 503. */
 export const REDIS_COMMAND_TIMEOUT_MS = 3000;
 
@@ -66,12 +69,21 @@ export interface RedisStoresOptions {
  */
 export async function connectRedisStores(options: RedisStoresOptions): Promise<RedisStores> {
   const { logger } = options;
+  let everReady = false;
   const client: RedisClientType = createClient({
     url: options.url,
     socket: {
       connectTimeout: 5000,
       // Back off up to 5 s between reconnects; requests fail fast meanwhile (see disableOfflineQueue).
-      reconnectStrategy: (retries) => Math.min(200 * 2 ** retries, 5000),
+      // Before the first connection, give up instead: start-up then fails with the error below
+      // rather than waiting for a Redis that may never come.
+      reconnectStrategy: (retries, cause) => {
+        if (everReady || retries < STARTUP_CONNECT_RETRIES)
+          return Math.min(200 * 2 ** retries, 5000);
+        // node-redis stops only for an Error of its own realm, and a socket error is not one
+        // under Jest's vm, so wrap it.
+        return new Error(cause.message, { cause });
+      },
     },
     // Without a connection, fail commands at once instead of queueing them: a login then gets a
     // clear 5xx rather than hanging until the request times out.
@@ -87,6 +99,7 @@ export async function connectRedisStores(options: RedisStoresOptions): Promise<R
   client.on('ready', () => {
     if (!connected) logger.info('Redis connected');
     connected = true;
+    everReady = true;
   });
 
   try {

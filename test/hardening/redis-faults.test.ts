@@ -1,3 +1,4 @@
+import net from 'node:net';
 import request from 'supertest';
 import { TEST_NAME_PREFIX, TEST_REDIS_URL } from '../helpers/backend';
 import { TcpRelay } from '../helpers/faults';
@@ -10,6 +11,20 @@ import { loggedInAgent, startTestStack, uploadFixture, type TestStack } from '..
 type Agent = Awaited<ReturnType<typeof loggedInAgent>>;
 
 const UNAVAILABLE_MESSAGE = 'Sign-in sessions are unavailable. Try again shortly.';
+
+describe('Redis unreachable at start', () => {
+  it('fails start-up with a clear error', async () => {
+    // A port that was free a moment ago, so the connection is refused.
+    const probe = net.createServer();
+    await new Promise<void>((resolve) => probe.listen(0, '127.0.0.1', resolve));
+    const { port } = probe.address() as net.AddressInfo;
+    await new Promise((resolve) => probe.close(resolve));
+
+    await expect(
+      startTestStack({ DATABASE_URL: '', REDIS_URL: `redis://127.0.0.1:${port}` }),
+    ).rejects.toThrow(/Could not connect to Redis at REDIS_URL: .*ECONNREFUSED/);
+  });
+});
 
 describe('Redis faults', () => {
   let relay: TcpRelay;
