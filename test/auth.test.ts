@@ -101,6 +101,48 @@ describe('POST /login', () => {
   });
 });
 
+describe('failed login log', () => {
+  let logStack: TestStack;
+
+  beforeAll(async () => {
+    logStack = await startTestStack();
+  });
+
+  afterAll(async () => {
+    await logStack.stop();
+  });
+
+  /** Sign in with a wrong password and return the login_failed log entry it wrote. */
+  async function failedLoginEntry(username: string): Promise<Record<string, unknown>> {
+    const agent = request.agent(logStack.url);
+    const page = await agent.get('/login');
+    await agent
+      .post('/login')
+      .type('form')
+      .send({ _csrf: csrfFrom(page.text), username, password: 'wrong-password' });
+    const entries = logStack.logs.lines.map((line) => JSON.parse(line) as Record<string, unknown>);
+    const entry = entries.filter((e) => e.event === 'login_failed').at(-1);
+    if (!entry) throw new Error('no login_failed entry in the log');
+    return entry;
+  }
+
+  it('names an existing account', async () => {
+    const entry = await failedLoginEntry('admin');
+
+    expect(entry.username).toBe('admin');
+  });
+
+  it('omits a name that matches no account', async () => {
+    // What a user who typed the password into the username field sends.
+    const typedPassword = 'Tr0ub4dor-and-3';
+    const entry = await failedLoginEntry(typedPassword);
+
+    expect(entry.username).toBeUndefined();
+    expect(entry.knownUsername).toBe(false);
+    expect(logStack.logs.text()).not.toContain(typedPassword);
+  });
+});
+
 describe('C15 logout', () => {
   it('destroys the session so the old cookie gets 401', async () => {
     const agent = await loggedInAgent(stack.url);

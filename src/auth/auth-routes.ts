@@ -2,6 +2,7 @@ import express, { type NextFunction, type Request, type Response, type Router } 
 import type { PassportStatic } from 'passport';
 import type { Logger } from '../logger';
 import { csrfProtection } from '../web/csrf';
+import type { LoginFailure } from './passport-setup';
 import { safeNextPath } from './safe-next';
 
 export interface AuthRoutesOptions {
@@ -52,13 +53,17 @@ export function createAuthRoutes(options: AuthRoutesOptions): Router {
 
     const authenticate = passport.authenticate(
       'local',
-      (error: unknown, user: Express.User | false) => {
+      (error: unknown, user: Express.User | false, failure?: LoginFailure) => {
         if (error) {
           next(error);
           return;
         }
         if (!user) {
-          logger.info({ event: 'login_failed', username: username.slice(0, 64) }, 'login failed');
+          // A name that matches no account may be a password typed into the wrong field.
+          const who = failure?.knownUsername
+            ? { username: username.slice(0, 64) }
+            : { knownUsername: false };
+          logger.info({ event: 'login_failed', ...who }, 'login failed');
           renderLogin(res, 401, target, 'Wrong username or password.', username.slice(0, 64));
           return;
         }

@@ -1,25 +1,40 @@
 import type { IncomingMessage } from 'node:http';
 import type { Request } from 'express';
 import { Passport, type PassportStatic } from 'passport';
-import { Strategy as LocalStrategy } from 'passport-local';
+import { Strategy as LocalStrategy, type IVerifyOptions } from 'passport-local';
 import { dummyPasswordHash, verifyPassword } from './password';
 import { MAX_PASSWORD_LENGTH, USERNAME_PATTERN, type UserRepository } from './user-repository';
+
+/**
+ * What passport-local passes as `info` when a sign-in fails. `knownUsername` is false when no
+ * account has the name, which may then be a password typed into the wrong field, so the login
+ * route logs the name only when it is true.
+ */
+export interface LoginFailure extends IVerifyOptions {
+  knownUsername: boolean;
+}
+
+function loginFailure(knownUsername: boolean): LoginFailure {
+  return { message: 'Wrong username or password.', knownUsername };
+}
 
 async function checkCredentials(
   users: UserRepository,
   username: string,
   password: string,
-): Promise<Express.User | undefined> {
+): Promise<Express.User | LoginFailure> {
   // No account can have a name outside the pattern, so such a name needs no lookup. It also keeps
   // a NUL byte away from PostgreSQL, which rejects it in text with an error (a 500).
-  if (!USERNAME_PATTERN.test(username) || password.length > MAX_PASSWORD_LENGTH) return undefined;
+  if (!USERNAME_PATTERN.test(username)) return loginFailure(false);
   const user = await users.findForLogin(username);
+  // A password over the limit is never hashed, for known and unknown names alike.
+  if (password.length > MAX_PASSWORD_LENGTH) return loginFailure(user !== undefined);
   if (!user) {
     // Spend the same time as a wrong password, so response times do not reveal user names.
     await verifyPassword(await dummyPasswordHash(), password);
-    return undefined;
+    return loginFailure(false);
   }
-  if (!(await verifyPassword(user.passwordHash, password))) return undefined;
+  if (!(await verifyPassword(user.passwordHash, password))) return loginFailure(true);
   return { id: user.id, username: user.username, role: user.role };
 }
 
@@ -76,8 +91,9 @@ export function createPassport(
   passport.use(
     new LocalStrategy((username, password, done) => {
       checkCredentials(users, username, password)
-        .then((user) => {
-          done(null, user ?? false);
+        .then((result) => {
+          if ('knownUsername' in result) done(null, false, result);
+          else done(null, result);
         })
         .catch((error: unknown) => {
           done(error);
