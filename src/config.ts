@@ -26,6 +26,17 @@ const TEN_YEARS_SECONDS = 10 * 365 * 24 * 60 * 60;
 const nonNegativeInt = z.coerce.number().int().nonnegative();
 const port = z.coerce.number().int().min(0).max(65535);
 
+type ParsePayload = z.core.ParsePayload;
+
+/**
+ * Build a `when` condition that runs a cross-variable check as soon as the variables it reads are
+ * valid. By default zod skips such a check while any variable is invalid, which would hide its
+ * problem from the start-up list until the others are fixed.
+ */
+function whenValid(names: readonly string[]): (payload: ParsePayload) => boolean {
+  return (payload) => !payload.issues.some((issue) => names.includes(String(issue.path?.[0])));
+}
+
 /**
  * The environment variables s3gate reads, each with the default used in embedded mode.
  * Every variable is documented in the README's configuration table.
@@ -88,6 +99,8 @@ const envSchema = z
       .min(16, 'must be at least 16 characters; generate one with `openssl rand -hex 32`')
       .optional(),
   })
+  // NOTE: zod skips this block while any variable is invalid, so its problems are listed only
+  // after the others are fixed. The margin check below uses whenValid to avoid that.
   .superRefine((env, ctx) => {
     const lifetime = env.SIGNED_URL_WINDOW_SECONDS + env.SIGNED_URL_MIN_VALIDITY_SECONDS;
     if (lifetime > MAX_URL_LIFETIME_SECONDS) {
@@ -140,7 +153,34 @@ const envSchema = z
         message: 'must be a postgres:// or postgresql:// URL',
       });
     }
-  });
+  })
+  .superRefine(
+    (env, ctx) => {
+      // The aligned 302 is cached for the URL's remaining life less the margin. No URL has more
+      // than `lifetime` seconds left, so a margin of `lifetime` or more means no 302 is cached.
+      const windowSeconds = env.SIGNED_URL_WINDOW_SECONDS;
+      const minValidity = env.SIGNED_URL_MIN_VALIDITY_SECONDS;
+      const lifetime = windowSeconds + minValidity;
+      if (env.REDIRECT_CACHE !== 'aligned' || env.REDIRECT_CACHE_MARGIN_SECONDS < lifetime) return;
+      ctx.addIssue({
+        code: 'custom',
+        path: ['REDIRECT_CACHE_MARGIN_SECONDS'],
+        message:
+          `must be less than the signed URL lifetime of ${lifetime} s ` +
+          `(SIGNED_URL_WINDOW_SECONDS ${windowSeconds} + SIGNED_URL_MIN_VALIDITY_SECONDS ${minValidity}), ` +
+          'or REDIRECT_CACHE=aligned never caches a redirect; ' +
+          `set REDIRECT_CACHE_MARGIN_SECONDS to ${minValidity} or less to cache every redirect`,
+      });
+    },
+    {
+      when: whenValid([
+        'REDIRECT_CACHE',
+        'REDIRECT_CACHE_MARGIN_SECONDS',
+        'SIGNED_URL_WINDOW_SECONDS',
+        'SIGNED_URL_MIN_VALIDITY_SECONDS',
+      ]),
+    },
+  );
 
 export type DeliveryMode = (typeof DELIVERY_MODES)[number];
 
@@ -230,24 +270,45 @@ function parseTrustProxy(value: string | undefined): boolean | number | string {
   return value;
 }
 
+export interface LoadConfigOptions {
+  /**
+   * Whether DATABASE_URL needs SESSION_SECRET. Default true; the users CLI, which signs no
+   * cookies, passes false.
+   */
+  sessionSecretRequired?: boolean;
+}
+
 /**
  * Read and validate the environment once at start.
  * Every other module takes its settings from the returned object and never reads process.env.
  */
-export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
+export function loadConfig(
+  env: NodeJS.ProcessEnv = process.env,
+  options: LoadConfigOptions = {},
+): Config {
   // Empty strings count as unset, so `VAR=` in an env file keeps the default.
   const present = Object.fromEntries(Object.entries(env).filter(([, v]) => v !== ''));
   const parsed = envSchema.safeParse(present);
-  if (!parsed.success) {
-    const problems = parsed.error.issues.map((issue) => {
-      const name = issue.path.join('.');
-      const value = env[name];
-      const shown =
-        value === undefined || /SECRET|PASSWORD|TOKEN/.test(name) ? '' : ` (got "${value}")`;
-      return `${name}${shown}: ${issue.message}`;
-    });
-    throw new ConfigError(problems);
+  const problems = parsed.success
+    ? []
+    : parsed.error.issues.map((issue) => {
+        const name = issue.path.join('.');
+        const value = env[name];
+        const shown =
+          value === undefined || /SECRET|PASSWORD|TOKEN/.test(name) ? '' : ` (got "${value}")`;
+        return `${name}${shown}: ${issue.message}`;
+      });
+
+  // Checked here rather than in the schema, so that it is listed even when other variables are
+  // invalid. Without DATABASE_URL (SQLite, one instance) the runtime keeps a secret in DATA_DIR.
+  if ((options.sessionSecretRequired ?? true) && present.DATABASE_URL && !present.SESSION_SECRET) {
+    problems.push(
+      'SESSION_SECRET: is required with DATABASE_URL, because every instance must sign cookies ' +
+        'with the same secret; set it to a random string of at least 32 characters, for example ' +
+        'from `openssl rand -hex 32`',
+    );
   }
+  if (!parsed.success || problems.length > 0) throw new ConfigError(problems);
   const e = parsed.data;
   const embedded = !e.S3_BUCKET;
 

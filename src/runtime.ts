@@ -60,6 +60,7 @@ export interface RuntimeOverrides {
  */
 function resolveSessionSecret(config: Config, logger: Logger): string {
   if (config.session.secret) return config.session.secret;
+  // loadConfig rejects this already; the check stays for callers that build a Config themselves.
   if (config.databaseUrl) {
     throw new Error(
       'SESSION_SECRET is required with DATABASE_URL: every instance must sign cookies with the same ' +
@@ -162,6 +163,24 @@ export async function startRuntime(
       logger.warn(
         { redirectCache: 'aligned', deliveryMode: 'proxy' },
         'REDIRECT_CACHE=aligned has no effect in proxy mode, which sends no redirects',
+      );
+    }
+    // A URL handed out in the last (margin - minimum validity) seconds of its window has no more
+    // than the margin left, so its 302 is not cached. Rounding to whole seconds adds up to 1 s.
+    const { marginSeconds } = config.redirectCache;
+    const { windowSeconds, minValiditySeconds } = config.signedUrl;
+    const uncachedSeconds = marginSeconds - minValiditySeconds;
+    if (
+      config.redirectCache.mode === 'aligned' &&
+      config.deliveryMode === 'redirect' &&
+      uncachedSeconds > 0
+    ) {
+      logger.warn(
+        { redirectCache: 'aligned', marginSeconds, minValiditySeconds, uncachedSeconds },
+        `REDIRECT_CACHE_MARGIN_SECONDS (${marginSeconds}) is over SIGNED_URL_MIN_VALIDITY_SECONDS ` +
+          `(${minValiditySeconds}), so redirects are not cached in the last ${uncachedSeconds} s ` +
+          `of each ${windowSeconds} s signing window; lower the margin to ${minValiditySeconds} ` +
+          'or less, or raise SIGNED_URL_MIN_VALIDITY_SECONDS',
       );
     }
 

@@ -220,11 +220,20 @@ describe('users command line', () => {
     expect(result.stderr).toMatch(/^Unknown command "rename"\.\n\nUsage: npm run users/);
   });
 
-  it('prints the usage and exits 0 without a command', async () => {
+  it('exits 2 without a command, with the usage', async () => {
     const result = await users([], await backendEnv());
+
+    expect(result.code).toBe(2);
+    expect(result.stdout).toBe('');
+    expect(result.stderr).toMatch(/^Missing command\.\n\nUsage: npm run users -- <command>/);
+  });
+
+  it.each(['--help', '-h'])('prints the usage and exits 0 for %s', async (flag) => {
+    const result = await users([flag], await backendEnv());
 
     expect(result.code).toBe(0);
     expect(result.stdout).toMatch(/^Usage: npm run users -- <command>/);
+    expect(result.stderr).toBe('');
   });
 
   it('exits 1 for an invalid configuration, naming the variable', async () => {
@@ -233,6 +242,16 @@ describe('users command line', () => {
 
     expect(result.code).toBe(1);
     expect(result.stderr).toMatch(/^Invalid configuration:\n {2}- SIGNED_URL_WINDOW_SECONDS/);
+  });
+
+  it('needs no SESSION_SECRET with DATABASE_URL', async () => {
+    // The app requires the secret with DATABASE_URL; the CLI signs no cookies.
+    const dataDir = makeDataDir();
+    const { SESSION_SECRET: _unused, ...postgres } = await postgresBackendEnv(dataDir);
+    const result = await users(['list'], { DATA_DIR: dataDir, ...postgres });
+
+    expect(result.stderr).toBe('');
+    expect(result.code).toBe(0);
   });
 
   it('runs through npm run users, building first', async () => {

@@ -125,6 +125,16 @@ describe('invalid configuration', () => {
     ['SHUTDOWN_TIMEOUT_MS', { SHUTDOWN_TIMEOUT_MS: '9999999999' }, /Node's timer limit/],
     ['SESSION_MAX_AGE_SECONDS', { SESSION_MAX_AGE_SECONDS: '99999999999999' }, /10 years/],
     ['IMAGE_CACHE_MAX_AGE_SECONDS', { IMAGE_CACHE_MAX_AGE_SECONDS: '99999999999999' }, /10 years/],
+    [
+      'SESSION_SECRET',
+      { DATABASE_URL: 'postgres://127.0.0.1:5432/test' },
+      /^SESSION_SECRET: is required with DATABASE_URL/,
+    ],
+    [
+      'REDIRECT_CACHE_MARGIN_SECONDS',
+      { REDIRECT_CACHE: 'aligned', REDIRECT_CACHE_MARGIN_SECONDS: '4200' },
+      /^REDIRECT_CACHE_MARGIN_SECONDS \(got "4200"\): must be less than the signed URL lifetime/,
+    ],
   ];
 
   it.each(cases)('reports %s', (_name, env, pattern) => {
@@ -145,5 +155,91 @@ describe('invalid configuration', () => {
     expect(problems.join('\n')).not.toContain('short-secret');
     expect(problems.join('\n')).not.toContain('"pw"');
     expect(problems).toHaveLength(2);
+  });
+});
+
+describe('SESSION_SECRET with DATABASE_URL', () => {
+  const databaseUrl = 'postgres://127.0.0.1:5432/test';
+
+  it('is listed with the other invalid values', () => {
+    const problems = problemsFor({ DATABASE_URL: databaseUrl, DELIVERY_MODE: 'foo' });
+
+    expect(problems).toHaveLength(2);
+    expect(problems[0]).toMatch(/^DELIVERY_MODE \(got "foo"\)/);
+    expect(problems[1]).toMatch(/^SESSION_SECRET: is required with DATABASE_URL/);
+    expect(problems[1]).toContain('openssl rand -hex 32');
+  });
+
+  it('is accepted when set', () => {
+    const secret = 'x'.repeat(32);
+    const config = loadConfig({ DATABASE_URL: databaseUrl, SESSION_SECRET: secret });
+
+    expect(config.session.secret).toBe(secret);
+  });
+
+  it('is optional without DATABASE_URL', () => {
+    expect(loadConfig({}).session.secret).toBeUndefined();
+    expect(loadConfig({ S3_BUCKET: 'photos' }).session.secret).toBeUndefined();
+  });
+
+  it('is reported once when too short', () => {
+    const problems = problemsFor({ DATABASE_URL: databaseUrl, SESSION_SECRET: 'short-secret' });
+
+    expect(problems).toEqual(['SESSION_SECRET: must be at least 32 characters']);
+  });
+});
+
+describe('REDIRECT_CACHE_MARGIN_SECONDS with REDIRECT_CACHE=aligned', () => {
+  it('rejects a margin of the whole URL lifetime, with the numbers', () => {
+    const problems = problemsFor({
+      REDIRECT_CACHE: 'aligned',
+      REDIRECT_CACHE_MARGIN_SECONDS: '4200',
+    });
+
+    expect(problems).toHaveLength(1);
+    expect(problems[0]).toContain('lifetime of 4200 s');
+    expect(problems[0]).toContain('SIGNED_URL_WINDOW_SECONDS 3600');
+    expect(problems[0]).toContain('SIGNED_URL_MIN_VALIDITY_SECONDS 600');
+    expect(problems[0]).toContain('set REDIRECT_CACHE_MARGIN_SECONDS to 600 or less');
+  });
+
+  it.each([
+    ['60', '0', '60'],
+    ['60', '0', '3600'],
+    ['600', '30', '631'],
+  ])('rejects window %s s, minimum validity %s s, margin %s s', (window, minValidity, margin) => {
+    const problems = problemsFor({
+      REDIRECT_CACHE: 'aligned',
+      SIGNED_URL_WINDOW_SECONDS: window,
+      SIGNED_URL_MIN_VALIDITY_SECONDS: minValidity,
+      REDIRECT_CACHE_MARGIN_SECONDS: margin,
+    });
+
+    expect(problems).toHaveLength(1);
+    expect(problems[0]).toMatch(/^REDIRECT_CACHE_MARGIN_SECONDS/);
+  });
+
+  it('is listed with the other invalid values', () => {
+    const problems = problemsFor({
+      DELIVERY_MODE: 'foo',
+      REDIRECT_CACHE: 'aligned',
+      REDIRECT_CACHE_MARGIN_SECONDS: '5000',
+    });
+
+    expect(problems).toHaveLength(2);
+    expect(problems[0]).toMatch(/^DELIVERY_MODE/);
+    expect(problems[1]).toMatch(/^REDIRECT_CACHE_MARGIN_SECONDS \(got "5000"\)/);
+  });
+
+  it('accepts a margin one second under the lifetime', () => {
+    const config = loadConfig({ REDIRECT_CACHE: 'aligned', REDIRECT_CACHE_MARGIN_SECONDS: '4199' });
+
+    expect(config.redirectCache).toEqual({ mode: 'aligned', marginSeconds: 4199 });
+  });
+
+  it('accepts any margin with REDIRECT_CACHE=none', () => {
+    const config = loadConfig({ REDIRECT_CACHE: 'none', REDIRECT_CACHE_MARGIN_SECONDS: '4200' });
+
+    expect(config.redirectCache.marginSeconds).toBe(4200);
   });
 });

@@ -96,3 +96,41 @@ describe('REDIRECT_CACHE=aligned in proxy mode', () => {
     }
   });
 });
+
+describe('REDIRECT_CACHE_MARGIN_SECONDS over the minimum validity', () => {
+  /** Start a stack with `env`, and return its log lines that mention the margin. */
+  async function marginWarnings(env: Record<string, string>): Promise<string[]> {
+    const stack = await startTestStack(env);
+    try {
+      return stack.logs.lines.filter((line) => line.includes('REDIRECT_CACHE_MARGIN_SECONDS'));
+    } finally {
+      await stack.stop();
+    }
+  }
+
+  it('starts with a warning giving the uncached seconds', async () => {
+    const warnings = await marginWarnings({
+      REDIRECT_CACHE: 'aligned',
+      REDIRECT_CACHE_MARGIN_SECONDS: '900',
+    });
+
+    expect(warnings).toHaveLength(1);
+    const entry = JSON.parse(warnings[0] ?? '{}') as { level: number; msg: string };
+    expect(entry.level).toBe(40);
+    expect(entry.msg).toContain('not cached in the last 300 s of each 3600 s signing window');
+  });
+
+  it('logs no warning at the default margin', async () => {
+    expect(await marginWarnings({ REDIRECT_CACHE: 'aligned' })).toEqual([]);
+  });
+
+  it('logs no warning in proxy mode', async () => {
+    const warnings = await marginWarnings({
+      DELIVERY_MODE: 'proxy',
+      REDIRECT_CACHE: 'aligned',
+      REDIRECT_CACHE_MARGIN_SECONDS: '900',
+    });
+
+    expect(warnings).toEqual([]);
+  });
+});

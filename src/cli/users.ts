@@ -55,7 +55,8 @@ function parseCommand(argv: string[]): Command | 'help' {
     throw new UsageError(error instanceof Error ? error.message : String(error));
   }
   const { values, positionals } = parsed;
-  if (values.help === true || positionals.length === 0) return 'help';
+  if (values.help === true) return 'help';
+  if (positionals.length === 0) throw new UsageError('Missing command.');
 
   const [name, username, ...extra] = positionals;
   if (name !== 'add' && name !== 'list' && name !== 'remove' && name !== 'reset-password') {
@@ -134,7 +135,8 @@ async function resetPassword(users: UserRepository, username: string): Promise<s
 }
 
 async function runCommand(command: Command): Promise<string> {
-  const config = loadConfig();
+  // The CLI signs no cookies, so it runs with DATABASE_URL alone.
+  const config = loadConfig(process.env, { sessionSecretRequired: false });
   const database = await openDatabase({
     databaseUrl: config.databaseUrl,
     sqlitePath: path.join(config.dataDir, 's3gate.sqlite'),
