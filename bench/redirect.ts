@@ -22,7 +22,13 @@ export interface RedirectResult {
   connections: number;
   durationSeconds: number;
   rounds: number;
-  routes: { s3gate: RouteLoad; constant: RouteLoad; naive: RouteLoad; fullStack: RouteLoad };
+  routes: {
+    s3gate: RouteLoad;
+    constant: RouteLoad;
+    naive: RouteLoad;
+    fullStack: RouteLoad;
+    read: RouteLoad;
+  };
   /** s3gate's req/s divided by each baseline's, round by round: the spread of the ratios. */
   roundRatios: { constant: number[]; naive: number[] };
 }
@@ -63,6 +69,7 @@ export async function benchRedirect(
       constant: `${server.url}/bench/constant`,
       naive: `${server.url}/bench/naive/${id}`,
       fullStack: `${server.url}/bench/full/constant`,
+      read: `${server.url}/bench/read/${id}`,
     };
     // Warm-up: JIT, the signed-URL memo and the SQLite page cache.
     for (const target of Object.values(targets)) await load(target, cookie, connections, 2);
@@ -72,6 +79,7 @@ export async function benchRedirect(
       constant: [],
       naive: [],
       fullStack: [],
+      read: [],
     };
     const names = Object.keys(targets) as (keyof typeof targets)[];
     for (let round = 0; round < rounds; round += 1) {
@@ -115,6 +123,7 @@ export async function benchRedirect(
         constant: summarize('constant'),
         naive: summarize('naive'),
         fullStack: summarize('fullStack'),
+        read: summarize('read'),
       },
       roundRatios: { constant: perRound('constant'), naive: perRound('naive') },
     };
