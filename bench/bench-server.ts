@@ -68,30 +68,25 @@ async function main(): Promise<void> {
         }
         constant(res);
       };
+      // The signed-in check and metadata lookup of routes (b) and (d): the image, or undefined
+      // after a 401 or 404 has been sent.
+      const signedInImage = async (req: express.Request, res: express.Response) => {
+        if (!req.user) {
+          res.sendStatus(401);
+          return undefined;
+        }
+        const image = isImageId(req.params.id) ? await images.findById(req.params.id) : undefined;
+        if (!image) res.sendStatus(404);
+        return image;
+      };
       // The constant 302 after the image route's metadata read: it splits what the image route
       // adds to the ceiling into that read and the rest of its work.
       const readRoute: express.RequestHandler = async (req, res) => {
-        if (!req.user) {
-          res.sendStatus(401);
-          return;
-        }
-        const image = isImageId(req.params.id) ? await images.findById(req.params.id) : undefined;
-        if (!image) {
-          res.sendStatus(404);
-          return;
-        }
-        constant(res);
+        if (await signedInImage(req, res)) constant(res);
       };
       const naiveRoute: express.RequestHandler = async (req, res) => {
-        if (!req.user) {
-          res.sendStatus(401);
-          return;
-        }
-        const image = isImageId(req.params.id) ? await images.findById(req.params.id) : undefined;
-        if (!image) {
-          res.sendStatus(404);
-          return;
-        }
+        const image = await signedInImage(req, res);
+        if (!image) return;
         const command = new GetObjectCommand({ Bucket: config.s3.bucket, Key: image.key });
         noStore(res);
         res.setHeader('Location', await getSignedUrl(signingClient, command, { expiresIn: 3600 }));
