@@ -60,10 +60,10 @@ export function createAuthRoutes(options: AuthRoutesOptions): Router {
         }
         if (!user) {
           // A name that matches no account may be a password typed into the wrong field.
-          const who = failure?.knownUsername
+          const account = failure?.knownUsername
             ? { username: username.slice(0, 64) }
             : { knownUsername: false };
-          logger.info({ event: 'login_failed', ...who }, 'login failed');
+          logger.info({ event: 'login_failed', ...account }, 'login failed');
           renderLogin(res, 401, target, 'Wrong username or password.', username.slice(0, 64));
           return;
         }

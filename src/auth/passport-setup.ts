@@ -6,7 +6,7 @@ import { dummyPasswordHash, verifyPassword } from './password';
 import { MAX_PASSWORD_LENGTH, USERNAME_PATTERN, type UserRepository } from './user-repository';
 
 /**
- * What passport-local passes as `info` when a sign-in fails. `knownUsername` is false when no
+ * Details that passport-local passes as `info` when a sign-in fails. `knownUsername` is false when no
  * account has the name, which may then be a password typed into the wrong field, so the login
  * route logs the name only when it is true.
  */
