@@ -37,8 +37,9 @@ export interface ProxyDeliveryOptions {
    */
   cacheMaxAgeSeconds: number;
   /**
-   * Logger for failures of the body stream. They happen after the headers are sent, so they never
-   * reach the error handler. Default: no logging.
+   * Logger for failures of the body stream, which happen after the headers are sent and so never
+   * reach the error handler. It also gets a warning with `event: 'object_missing'` for a row whose
+   * object is missing from the bucket, which the client sees as a plain 404. Default: no logging.
    */
   logger?: ProxyLogger | undefined;
   /**
@@ -142,6 +143,14 @@ export function createProxyDelivery(options: ProxyDeliveryOptions): ProxyDeliver
       const failure = translateS3Error(error);
       if (failure.status !== 304) {
         options.onS3Error?.(failure);
+        // The row exists, so the bucket has lost its object. The client gets the same 404 as for
+        // an unknown id, so this warning is the only trace an operator sees.
+        if (failure.status === 404) {
+          options.logger?.warn(
+            { event: 'object_missing', imageId: image.id, key: image.key },
+            'The image has a metadata row but no object in the bucket, so it returns 404. Upload it again, or delete it to remove the row.',
+          );
+        }
         throw failure;
       }
       sendNotModified(

@@ -548,4 +548,25 @@ describe('GET /image/:id object missing from S3', () => {
     expect(goneHead.status).toBe(404);
     expect(keptRes.status).toBe(200);
   });
+
+  it('logs the row that has no object', async () => {
+    const warnings: { details: object; message: string }[] = [];
+    const logger = {
+      warn: (details: object, message: string) => warnings.push({ details, message }),
+      error: () => undefined,
+    };
+    const loggingApp = createProxyApp(fixture.client, store.images, logger);
+    const gone = await store.storeImage(randomBytes(100));
+    await fixture.client.send(new DeleteObjectCommand({ Bucket: BUCKET, Key: gone.key }));
+
+    const response = await request(loggingApp).get(`/image/${gone.id}`);
+
+    expect(response.status).toBe(404);
+    expect(warnings).toHaveLength(1);
+    expect(warnings[0]?.details).toEqual({
+      event: 'object_missing',
+      imageId: gone.id,
+      key: gone.key,
+    });
+  });
 });
