@@ -272,8 +272,8 @@ function parseTrustProxy(value: string | undefined): boolean | number | string {
 
 export interface LoadConfigOptions {
   /**
-   * Whether DATABASE_URL needs SESSION_SECRET. Default true; the users CLI, which signs no
-   * cookies, passes false.
+   * Whether DATABASE_URL needs SESSION_SECRET. Default true. The users CLI signs no cookies and
+   * passes false.
    */
   sessionSecretRequired?: boolean;
 }

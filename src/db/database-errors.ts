@@ -39,10 +39,10 @@ export function translateDatabaseError(error: unknown): HttpError | undefined {
       : undefined;
   }
   const sqliteBase = code.replace(/^(SQLITE_[A-Z]+)_.*$/, '$1');
-  // PostgreSQL SQLSTATEs that mean the database cannot serve now, whatever the query: class 08
-  // (connection exception), class 53 (insufficient resources), 57P01 to 57P05 (shutdown, crash
-  // recovery, database dropped, idle timeout) and 3D000 (the database does not exist, as after
-  // a drop). The request was fine; an operator has to act.
+  // These PostgreSQL SQLSTATEs mean that the database cannot serve now, whatever the query.
+  // Class 08 is a connection exception and class 53 a lack of resources. 57P01 to 57P05 cover
+  // shutdown, crash recovery, a dropped database and an idle timeout. 3D000 says the database
+  // does not exist, as after a drop. The request was fine, and an operator has to act.
   if (
     SQLITE_UNAVAILABLE.has(sqliteBase) ||
     CONNECTION_CODES.has(code) ||

@@ -75,8 +75,8 @@ export async function connectRedisStores(options: RedisStoresOptions): Promise<R
     socket: {
       connectTimeout: 5000,
       // Back off up to 5 s between reconnects; requests fail fast meanwhile (see disableOfflineQueue).
-      // Before the first connection, give up instead: start-up then fails with the error below
-      // rather than waiting for a Redis that may never come.
+      // Before the first connection, give up after a few retries, so start-up fails with the
+      // error below rather than waiting for a Redis that may never come.
       reconnectStrategy: (retries, cause) => {
         if (everReady || retries < STARTUP_CONNECT_RETRIES)
           return Math.min(200 * 2 ** retries, 5000);

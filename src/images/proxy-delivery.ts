@@ -144,7 +144,7 @@ export function createProxyDelivery(options: ProxyDeliveryOptions): ProxyDeliver
       if (failure.status !== 304) {
         options.onS3Error?.(failure);
         // The row exists, so the bucket has lost its object. The client gets the same 404 as for
-        // an unknown id, so this warning is the only trace an operator sees.
+        // an unknown id, so this warning is the only trace an operator gets.
         if (failure.status === 404) {
           options.logger?.warn(
             { event: 'object_missing', imageId: image.id, key: image.key },

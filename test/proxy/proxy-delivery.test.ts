@@ -556,17 +556,17 @@ describe('GET /image/:id object missing from S3', () => {
       error: () => undefined,
     };
     const loggingApp = createProxyApp(fixture.client, store.images, logger);
-    const gone = await store.storeImage(randomBytes(100));
-    await fixture.client.send(new DeleteObjectCommand({ Bucket: BUCKET, Key: gone.key }));
+    const missing = await store.storeImage(randomBytes(100));
+    await fixture.client.send(new DeleteObjectCommand({ Bucket: BUCKET, Key: missing.key }));
 
-    const response = await request(loggingApp).get(`/image/${gone.id}`);
+    const response = await request(loggingApp).get(`/image/${missing.id}`);
 
     expect(response.status).toBe(404);
     expect(warnings).toHaveLength(1);
     expect(warnings[0]?.details).toEqual({
       event: 'object_missing',
-      imageId: gone.id,
-      key: gone.key,
+      imageId: missing.id,
+      key: missing.key,
     });
   });
 });
