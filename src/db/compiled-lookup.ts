@@ -23,6 +23,18 @@ export function allowDirectReads(
 }
 
 /**
+ * Return a function that reads `PRAGMA data_version` on `db`'s SQLite connection, or undefined
+ * on PostgreSQL. The value changes after another connection to the same file commits, and not
+ * after this connection's own commits.
+ */
+export function dataVersionReader(db: Kysely<Database>): (() => number) | undefined {
+  const prepare = directReaders.get(db);
+  if (!prepare) return undefined;
+  const statement = prepare('PRAGMA data_version');
+  return () => (statement.get() as { data_version: number }).data_version;
+}
+
+/**
  * Compile a single-parameter lookup once and run it with a new value each time. Building and
  * compiling a Kysely query costs more than SQLite's own work for a primary-key read, and the
  * session, user and image lookups run on every image request. On SQLite the compiled SQL runs as

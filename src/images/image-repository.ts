@@ -1,6 +1,7 @@
 import type { Kysely, Selectable } from 'kysely';
-import { compileLookup } from '../db/compiled-lookup';
+import { compileLookup, dataVersionReader } from '../db/compiled-lookup';
 import type { Database, ImagesTable } from '../db/schema';
+import { ImageRowCache } from './image-row-cache';
 
 /** Metadata of one stored image, as the routes use it. */
 export interface ImageRecord {
@@ -47,19 +48,62 @@ function toRecord(row: Selectable<ImagesTable>): ImageRecord {
   };
 }
 
-/** Stores and reads image metadata. It has no dependency on S3 or sessions. */
+/**
+ * One row cache per SQLite connection, shared by every repository on it, so that a write through
+ * one repository empties the cache that the others read. PostgreSQL gets none, because other
+ * instances write to it without notifying this process.
+ */
+const rowCaches = new WeakMap<Kysely<Database>, ImageRowCache>();
+
+function rowCacheFor(db: Kysely<Database>): ImageRowCache | undefined {
+  let cache = rowCaches.get(db);
+  if (!cache) {
+    const readDataVersion = dataVersionReader(db);
+    if (!readDataVersion) return undefined;
+    cache = new ImageRowCache(readDataVersion);
+    rowCaches.set(db, cache);
+  }
+  return cache;
+}
+
+/**
+ * Stores and reads image metadata. It has no dependency on S3 or sessions. On SQLite, `findById`
+ * serves rows from an `ImageRowCache`, so the records it returns are frozen and shared.
+ */
 export class ImageRepository {
-  constructor(private readonly db: Kysely<Database>) {
+  /**
+   * `options.rowCache`: serve `findById` from the connection's row cache on SQLite. Default true.
+   * With false, every lookup reads the database; writes still empty the shared cache.
+   */
+  constructor(
+    private readonly db: Kysely<Database>,
+    options: { rowCache?: boolean } = {},
+  ) {
     this.selectById = compileLookup(db, (d, id) =>
       d.selectFrom('images').selectAll().where('id', '=', id),
     );
+    this.cache = rowCacheFor(db);
+    this.readsCache = this.cache !== undefined && options.rowCache !== false;
   }
 
   private readonly selectById;
+  private readonly cache: ImageRowCache | undefined;
+  private readonly readsCache: boolean;
 
   async findById(id: string): Promise<ImageRecord | undefined> {
+    if (!this.cache || !this.readsCache) {
+      const row = await this.selectById(id);
+      return row && toRecord(row);
+    }
+
+    // The cache check and the SQLite read run in the same tick, with nothing in between.
+    const cached = this.cache.get(id);
+    if ('record' in cached) return cached.record;
     const row = await this.selectById(id);
-    return row && toRecord(row);
+    if (!row) return undefined;
+    const record = toRecord(row);
+    this.cache.store(cached.token, record);
+    return record;
   }
 
   /** Newest first. */
@@ -76,28 +120,36 @@ export class ImageRepository {
 
   async insert(image: NewImage): Promise<ImageRecord> {
     const createdAt = image.createdAt ?? new Date();
-    await this.db
-      .insertInto('images')
-      .values({
-        id: image.id,
-        s3_key: image.key,
-        content_type: image.contentType,
-        size_bytes: image.sizeBytes,
-        etag: image.etag,
-        original_name: image.originalName,
-        width: image.width,
-        height: image.height,
-        uploaded_by: image.uploadedBy,
-        created_at: createdAt.toISOString(),
-        cache_metadata: image.hasCacheMetadata ? 1 : 0,
-      })
-      .execute();
+    await this.write(() =>
+      this.db
+        .insertInto('images')
+        .values({
+          id: image.id,
+          s3_key: image.key,
+          content_type: image.contentType,
+          size_bytes: image.sizeBytes,
+          etag: image.etag,
+          original_name: image.originalName,
+          width: image.width,
+          height: image.height,
+          uploaded_by: image.uploadedBy,
+          created_at: createdAt.toISOString(),
+          cache_metadata: image.hasCacheMetadata ? 1 : 0,
+        })
+        .execute(),
+    );
     return { ...image, createdAt };
   }
 
   /** Returns true when a row was deleted. */
   async delete(id: string): Promise<boolean> {
-    const result = await this.db.deleteFrom('images').where('id', '=', id).executeTakeFirst();
+    const result = await this.write(() =>
+      this.db.deleteFrom('images').where('id', '=', id).executeTakeFirst(),
+    );
     return result.numDeletedRows > 0n;
+  }
+
+  private write<T>(run: () => Promise<T>): Promise<T> {
+    return this.cache ? this.cache.write(run) : run();
   }
 }
