@@ -11,6 +11,10 @@ export interface UsersTable {
   password_changed_at: string | null;
 }
 
+/**
+ * Rows are inserted and deleted, never updated. On SQLite, write them only through
+ * ImageRepository: image lookups are cached per connection, and only its writes empty the cache.
+ */
 export interface ImagesTable {
   id: string;
   s3_key: string;

@@ -68,7 +68,8 @@ function rowCacheFor(db: Kysely<Database>): ImageRowCache | undefined {
 
 /**
  * Stores and reads image metadata. It has no dependency on S3 or sessions. On SQLite, `findById`
- * serves rows from an `ImageRowCache`, so the records it returns are frozen and shared.
+ * serves rows from an `ImageRowCache`, so one record object may go to many requests: callers
+ * must not change it.
  */
 export class ImageRepository {
   /**

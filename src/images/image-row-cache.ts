@@ -29,9 +29,6 @@ export class ImageRowCache {
   /** Changes whenever the cache is emptied, so a read that started before cannot store its row. */
   private generation = 0;
 
-  /** Writes of this connection that have started and not yet finished. */
-  private writesInProgress = 0;
-
   private seenDataVersion: number;
 
   /** `readDataVersion` returns the connection's `PRAGMA data_version`. */
@@ -50,7 +47,7 @@ export class ImageRowCache {
       this.clear();
     }
 
-    const record = this.writesInProgress === 0 ? this.rows.get(id) : undefined;
+    const record = this.rows.get(id);
     return record ? { record } : { token: this.generation };
   }
 
@@ -59,21 +56,20 @@ export class ImageRowCache {
    * emptied in between, because it may have been read before that write committed.
    */
   store(token: number, record: ImageRecord): void {
-    if (token !== this.generation || this.writesInProgress > 0) return;
-    this.rows.set(record.id, Object.freeze(record));
+    if (token !== this.generation) return;
+    this.rows.set(record.id, record);
   }
 
   /**
-   * Run a write to the images table on this connection. No row is served from the cache or
-   * stored while it runs, and the cache is emptied before and after it, whether it fails or not.
+   * Run a write to the images table on this connection, then empty the cache, whether the write
+   * failed or not. Until the write returns, lookups may still see the row as it was before, as
+   * they would had they run a moment earlier. Rows read while it runs are stored only until it
+   * returns, and rows that reach `store` after that are dropped.
    */
   async write<T>(run: () => Promise<T>): Promise<T> {
-    this.writesInProgress += 1;
-    this.clear();
     try {
       return await run();
     } finally {
-      this.writesInProgress -= 1;
       this.clear();
     }
   }
