@@ -4,14 +4,14 @@ import autocannon from 'autocannon';
 import sharp from 'sharp';
 import { EMBEDDED_S3_CREDENTIALS } from '../src/storage/embedded-s3';
 import { createS3Client } from '../src/storage/s3-client';
-import { rssBytes, signIn, startBenchServer, startExternalS3, upload } from './harness';
+import { median, rssBytes, signIn, startBenchServer, startExternalS3, upload } from './harness';
 import fs from 'node:fs';
 import path from 'node:path';
 
 export interface ProxyResult {
   objects: number;
   objectBytes: number;
-  requestsPerRun: number;
+  secondsPerRun: number;
   connections: number;
   proxy: {
     requestsPerSecond: number;
@@ -27,6 +27,8 @@ export interface ProxyResult {
     non2xx: number;
     errors: number;
   };
+  /** Proxy req/s divided by direct req/s, round by round: the spread of the ratio. */
+  roundRatios: number[];
   rssBeforeBytes: number;
   rssAfterBytes: number;
   proxiedRequests: number;
@@ -53,13 +55,16 @@ function summarize(result: autocannon.Result, bytes: number) {
 
 /**
  * 1 MiB objects through proxy mode against the same objects straight from the same S3 server,
- * alternating in two rounds, each bounded by a request count. The S3 server runs in this process
+ * alternating in rounds of runs bounded in time. The S3 server runs in this process
  * and the app in its own, as a separate S3 endpoint would be. RSS of the app before and after
  * all proxied requests (10,000 by default).
+ *
+ * Both paths compete for the same two cores, so a slow phase of the machine can sink one run.
+ * Many short runs, with the order swapped every round, spread such phases over both paths.
  */
 export async function benchProxy(
-  requestsPerRun = 2500,
-  rounds = 2,
+  secondsPerRun = 5,
+  rounds = 5,
   connections = 16,
 ): Promise<ProxyResult> {
   const external = await startExternalS3();
@@ -98,7 +103,9 @@ export async function benchProxy(
       autocannon({
         url: urls[0] ?? '',
         connections,
-        amount: requestsPerRun,
+        // Bounded in time: autocannon ends a run bounded by a request count only at its next
+        // one-second tick, so such runs measure whole seconds.
+        duration: secondsPerRun,
         requests: urls.map((u) => {
           const parsed = new URL(u);
           return {
@@ -110,16 +117,21 @@ export async function benchProxy(
       });
 
     const proxyUrls = ids.map((id) => `${server.url}/image/${id}`);
-    await run(proxyUrls, true); // warm-up, also counted in RSS below
+    const warmUp = await run(proxyUrls, true); // also counted in RSS below
     const rssBeforeBytes = rssBytes(server.pid);
     const proxyRuns: autocannon.Result[] = [];
     const directRuns: autocannon.Result[] = [];
     for (let round = 0; round < rounds; round += 1) {
-      proxyRuns.push(await run(proxyUrls, true));
-      directRuns.push(await run(directUrls, false));
+      if (round % 2 === 0) {
+        proxyRuns.push(await run(proxyUrls, true));
+        directRuns.push(await run(directUrls, false));
+      } else {
+        directRuns.push(await run(directUrls, false));
+        proxyRuns.push(await run(proxyUrls, true));
+      }
     }
     // Top up to the stated number of proxied requests for the RSS figure.
-    const proxiedSoFar = requestsPerRun * (rounds + 1);
+    const proxiedSoFar = [warmUp, ...proxyRuns].reduce((sum, r) => sum + r.requests.total, 0);
     const remaining = Math.max(0, 10_000 - proxiedSoFar);
     if (remaining > 0) {
       await autocannon({
@@ -135,12 +147,13 @@ export async function benchProxy(
     }
     const rssAfterBytes = rssBytes(server.pid);
 
-    const mean = (runs: autocannon.Result[]) => {
+    const rate = (r: autocannon.Result) => r.requests.total / r.duration;
+    // The median run's req/s per path; p99 is the worst of the runs, and counts are totals.
+    const combine = (runs: autocannon.Result[]) => {
       const first = runs[0] as autocannon.Result;
-      const average = runs.reduce((sum, r) => sum + r.requests.average, 0) / runs.length;
       return {
         ...first,
-        requests: { ...first.requests, average },
+        requests: { ...first.requests, average: median(runs.map(rate)) },
         latency: { ...first.latency, p99: Math.max(...runs.map((r) => r.latency.p99)) },
         non2xx: runs.reduce((s, r) => s + r.non2xx, 0),
         errors: runs.reduce((s, r) => s + r.errors, 0),
@@ -151,10 +164,14 @@ export async function benchProxy(
     return {
       objects: ids.length,
       objectBytes,
-      requestsPerRun,
+      secondsPerRun,
       connections,
-      proxy: summarize(mean(proxyRuns), objectBytes),
-      direct: summarize(mean(directRuns), objectBytes),
+      proxy: summarize(combine(proxyRuns), objectBytes),
+      direct: summarize(combine(directRuns), objectBytes),
+      roundRatios: proxyRuns.map((r, round) => {
+        const direct = directRuns[round];
+        return direct ? rate(r) / rate(direct) : NaN;
+      }),
       rssBeforeBytes,
       rssAfterBytes,
       proxiedRequests: Math.max(10_000, proxiedSoFar),
