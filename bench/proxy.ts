@@ -55,9 +55,9 @@ function summarize(result: autocannon.Result, bytes: number) {
 
 /**
  * 1 MiB objects through proxy mode against the same objects straight from the same S3 server,
- * alternating in rounds of runs bounded in time. The S3 server runs in this process
- * and the app in its own, as a separate S3 endpoint would be. RSS of the app before and after
- * all proxied requests (10,000 by default).
+ * alternating in rounds of runs bounded in time. The S3 server runs in this process and the app
+ * in its own, as a separate S3 endpoint would be. RSS of the app before and after all proxied
+ * requests (10,000 by default).
  *
  * Both paths compete for the same two cores, so a slow phase of the machine can sink one run.
  * Many short runs, with the order swapped every round, spread such phases over both paths.

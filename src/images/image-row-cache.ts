@@ -37,8 +37,8 @@ export class ImageRowCache {
   }
 
   /**
-   * Return the remembered row for `id`, or undefined on a miss. A miss returns a token: pass it
-   * to `store` with the row read after this call.
+   * Return the remembered row for `id` as `{ record }`. On a miss, return `{ token }` instead:
+   * pass the token to `store` with the row read after this call.
    */
   get(id: string): { record: ImageRecord } | { token: number } {
     const dataVersion = this.readDataVersion();
