@@ -9,7 +9,7 @@ import { ImageRowCache } from '../src/images/image-row-cache';
 import { EMBEDDED_S3_CREDENTIALS, startEmbeddedS3 } from '../src/storage/embedded-s3';
 import {
   ADMIN_PASSWORD,
-  csrfFrom,
+  deleteImage,
   loggedInAgent,
   makeDataDir,
   removeDataDirs,
@@ -216,12 +216,7 @@ describe('two app instances on one SQLite file', () => {
       expect((await fromB()).status).toBe(302);
       expect((await fromB()).status).toBe(302);
 
-      const gallery = await agentA.get('/');
-      const deleted = await agentA
-        .post(`/admin/images/${id}/delete`)
-        .type('form')
-        .send({ _csrf: csrfFrom(gallery.text) });
-      expect(deleted.status).toBe(303);
+      expect((await deleteImage(agentA, id)).status).toBe(303);
 
       expect((await fromB()).status).toBe(404);
     } finally {
@@ -291,12 +286,7 @@ describe('WEB_CONCURRENCY on SQLite', () => {
       for (let i = 0; i < 4; i += 1) before.push(await statusOnNewConnection(imageUrl, cookie));
       expect(before).toEqual([302, 302, 302, 302]);
 
-      const gallery = await agent.get('/');
-      const deleted = await agent
-        .post(`/admin/images/${id}/delete`)
-        .type('form')
-        .send({ _csrf: csrfFrom(gallery.text) });
-      expect(deleted.status).toBe(303);
+      expect((await deleteImage(agent, id)).status).toBe(303);
 
       const after = [];
       for (let i = 0; i < 4; i += 1) after.push(await statusOnNewConnection(imageUrl, cookie));

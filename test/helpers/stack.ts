@@ -132,6 +132,15 @@ export async function uploadFixture(
   return { id, bytes };
 }
 
+/** Delete an image through the admin form on the gallery page; returns the response. */
+export async function deleteImage(agent: ReturnType<typeof request.agent>, id: string) {
+  const gallery = await agent.get('/');
+  return agent
+    .post(`/admin/images/${id}/delete`)
+    .type('form')
+    .send({ _csrf: csrfFrom(gallery.text) });
+}
+
 /** GET a URL with Node's fetch and no extra headers, as an <img> would; the body as bytes. */
 export async function fetchPlain(
   url: string,
