@@ -1,6 +1,6 @@
-import { Readable } from 'node:stream';
+import type { Readable } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
-import { GetObjectCommand, HeadObjectCommand, type S3Client } from '@aws-sdk/client-s3';
+import type { S3Client } from '@aws-sdk/client-s3';
 import { create as createContentDisposition } from 'content-disposition';
 import type { Request, Response } from 'express';
 import { errors, type HttpError } from '../errors';
@@ -12,6 +12,11 @@ import {
 } from '../http/conditional';
 import { selectRange, type RangeSelection } from '../http/range';
 import { checkFunction, checkInteger, checkNonEmptyString, checkS3Client } from '../option-checks';
+import {
+  createObjectReader,
+  type ObjectReadRequest,
+  type ObjectReadResult,
+} from '../storage/object-reader';
 import { translateS3Error } from '../storage/s3-errors';
 import type { ImageRecord } from './image-repository';
 import type { ProxyDelivery } from './image-router';
@@ -25,8 +30,9 @@ export interface ProxyLogger {
 /** Options of `createProxyDelivery`. */
 export interface ProxyDeliveryOptions {
   /**
-   * Client for GetObject and HeadObject, such as one from `createS3Client`. Its timeouts and
-   * socket pool bound every read. It needs s3:GetObject on the keys.
+   * Client whose credentials sign the reads, such as one from `createS3Client`. Its HTTP
+   * handler sends them, so its timeouts and socket pool bound every read, and its retry strategy
+   * decides retries. It needs s3:GetObject on the keys.
    */
   client: S3Client;
   /** Bucket that contains the images' keys. */
@@ -47,27 +53,6 @@ export interface ProxyDeliveryOptions {
    * 304 and reads cancelled because the client left are not failures. Default: ignore.
    */
   onS3Error?: ((failure: HttpError) => void) | undefined;
-}
-
-/** Parameters of one S3 read, derived from the client's request. */
-interface ObjectRequest {
-  method: 'GET' | 'HEAD';
-  bucket: string;
-  key: string;
-  range: RangeSelection;
-  /** If-Match and If-None-Match, sent on to S3 only when the metadata row has no ETag. */
-  ifMatch: string | undefined;
-  ifNoneMatch: string | undefined;
-}
-
-/** The parts of S3's response that the client's response needs. */
-interface StoredObject {
-  contentLength: number | undefined;
-  /** Set when S3 responded with 206. */
-  contentRange: string | undefined;
-  etag: string | undefined;
-  /** Undefined for HEAD. */
-  body: Readable | undefined;
 }
 
 const FULL: RangeSelection = { kind: 'full' };
@@ -102,6 +87,7 @@ export function createProxyDelivery(options: ProxyDeliveryOptions): ProxyDeliver
       `${FACTORY}: \`logger\` must have warn(details, message) and error(details, message) methods, such as a pino logger.`,
     );
   }
+  const reader = createObjectReader({ client, bucket });
   // Ids are never reused for other bytes, so a cached copy never needs revalidation.
   const cacheControl = `private, max-age=${options.cacheMaxAgeSeconds}, immutable`;
 
@@ -131,40 +117,37 @@ export function createProxyDelivery(options: ProxyDeliveryOptions): ProxyDeliver
       cancel.abort();
     };
     res.once('close', onClose);
-    let stored: StoredObject;
+    let stored: ObjectReadResult;
     try {
-      stored = await readObject(
-        client,
-        { method, bucket, key: image.key, range, ...conditionsForS3(req, validators) },
+      stored = await reader.read(
+        { method, key: image.key, range: rangeHeader(range), ...conditionsForS3(req, validators) },
         cancel.signal,
       );
     } catch (error) {
       if (cancel.signal.aborted) return;
       const failure = translateS3Error(error);
-      if (failure.status !== 304) {
-        options.onS3Error?.(failure);
-        // The row exists, so the bucket has lost its object. The client gets the same 404 as for
-        // an unknown id, so this warning is the only trace an operator gets.
-        if (failure.status === 404) {
-          options.logger?.warn(
-            { event: 'object_missing', imageId: image.id, key: image.key },
-            'The image has a metadata row but no object in the bucket, so it returns 404. Upload it again, or delete it to remove the row.',
-          );
-        }
-        throw failure;
+      options.onS3Error?.(failure);
+      // The row exists, so the bucket has lost its object. The client gets the same 404 as for
+      // an unknown id, so this warning is the only trace an operator gets.
+      if (failure.status === 404) {
+        options.logger?.warn(
+          { event: 'object_missing', imageId: image.id, key: image.key },
+          'The image has a metadata row but no object in the bucket, so it returns 404. Upload it again, or delete it to remove the row.',
+        );
       }
-      sendNotModified(
-        res,
-        { ...validators, etag: validators.etag ?? etagOfS3Response(error) },
-        cacheControl,
-      );
-      return;
+      throw failure;
     } finally {
       res.off('close', onClose);
     }
 
+    // Conditional GET that S3 decided, for a row without an ETag
+    if (stored.status === 304) {
+      sendNotModified(res, { ...validators, etag: validators.etag ?? stored.etag }, cacheControl);
+      return;
+    }
+
     // Response headers
-    res.status(stored.contentRange === undefined ? 200 : 206);
+    res.status(stored.status);
     res.setHeader('Content-Type', image.contentType);
     // Left unset only if S3 sent no length. Node then falls back to chunked encoding.
     if (stored.contentLength !== undefined) res.setHeader('Content-Length', stored.contentLength);
@@ -202,7 +185,7 @@ function selectCurrentRange(
 function conditionsForS3(
   req: Request,
   validators: Validators,
-): Pick<ObjectRequest, 'ifMatch' | 'ifNoneMatch'> {
+): Pick<ObjectReadRequest, 'ifMatch' | 'ifNoneMatch'> {
   if (validators.etag !== undefined) return { ifMatch: undefined, ifNoneMatch: undefined };
   const ifMatch = req.headers['if-match']?.trim();
   return {
@@ -211,50 +194,8 @@ function conditionsForS3(
   };
 }
 
-/**
- * Send HeadObject or GetObject. HEAD never opens a body, so no socket waits on an unread stream.
- * S3's 304, 412 and 416 arrive here as thrown errors.
- */
-async function readObject(
-  client: S3Client,
-  request: ObjectRequest,
-  abortSignal: AbortSignal,
-): Promise<StoredObject> {
-  const target = {
-    Bucket: request.bucket,
-    Key: request.key,
-    IfMatch: request.ifMatch,
-    IfNoneMatch: request.ifNoneMatch,
-  };
-
-  if (request.method === 'HEAD') {
-    const head = await client.send(new HeadObjectCommand(target), { abortSignal });
-    return {
-      contentLength: head.ContentLength,
-      contentRange: undefined,
-      etag: head.ETag,
-      body: undefined,
-    };
-  }
-
-  const range =
-    request.range.kind === 'partial'
-      ? `bytes=${request.range.start}-${request.range.end}`
-      : undefined;
-  const object = await client.send(new GetObjectCommand({ ...target, Range: range }), {
-    abortSignal,
-  });
-  if (!(object.Body instanceof Readable)) {
-    throw new TypeError(
-      'S3 GetObject returned no Node.js stream. Create the S3 client with a Node HTTP handler.',
-    );
-  }
-  return {
-    contentLength: object.ContentLength,
-    contentRange: object.ContentRange,
-    etag: object.ETag,
-    body: object.Body,
-  };
+function rangeHeader(range: RangeSelection): string | undefined {
+  return range.kind === 'partial' ? `bytes=${range.start}-${range.end}` : undefined;
 }
 
 /**
@@ -315,14 +256,4 @@ function toEntityTag(etag: string | null): string | undefined {
   if (etag === null || etag === '') return undefined;
   if (etag.startsWith('"') || etag.startsWith('W/"')) return etag;
   return `"${etag}"`;
-}
-
-/**
- * Read the ETag that S3 sent with its 304. The SDK throws for a 304 but keeps the raw response in
- * the error's `$response` (@smithy/core 3). The embedded S3 server sends no ETag on a 304.
- */
-function etagOfS3Response(error: unknown): string | undefined {
-  if (typeof error !== 'object' || error === null || !('$response' in error)) return undefined;
-  const response = error.$response as { headers?: Record<string, string | undefined> } | undefined;
-  return response?.headers?.etag;
 }

@@ -3,7 +3,7 @@ import http from 'node:http';
 import net, { type AddressInfo } from 'node:net';
 import os from 'node:os';
 import path from 'node:path';
-import { PutObjectCommand, type GetObjectCommandInput, type S3Client } from '@aws-sdk/client-s3';
+import { PutObjectCommand, type S3Client } from '@aws-sdk/client-s3';
 import express, { type ErrorRequestHandler, type Express } from 'express';
 import type { Response, Test } from 'supertest';
 import { isHttpError } from '../../src/errors';
@@ -113,22 +113,121 @@ export function createImageStore(client: S3Client): ImageStore {
 export interface EmbeddedS3Fixture {
   s3: EmbeddedS3;
   client: S3Client;
+  /**
+   * Requests that reached the S3 server, oldest first, when the fixture was started with
+   * `recordRequests`. Empty otherwise.
+   */
+  requests: S3Request[];
+  /**
+   * Faults for the next reads (GET and HEAD), used up one per read, when the fixture was started
+   * with `recordRequests`. The relay answers such a read itself and does not forward it.
+   */
+  readFaults: S3Fault[];
   close(): Promise<void>;
 }
 
-/** Start the embedded S3 server in a fresh temporary folder, with a client for it. */
-export async function startEmbeddedS3Fixture(): Promise<EmbeddedS3Fixture> {
+/** An S3 error response with its XML document, or a connection reset before any response. */
+export type S3Fault = { status: number; code: string } | 'reset';
+
+/** One request that the recording relay passed on to the S3 server. */
+export interface S3Request {
+  method: string;
+  /** Path without the query, such as `/images/<key>`. */
+  path: string;
+  headers: http.IncomingHttpHeaders;
+}
+
+/**
+ * Start the embedded S3 server in a fresh temporary folder, with a client for it. With
+ * `recordRequests`, the client talks to an HTTP relay on loopback that records each request and
+ * passes it on unchanged, so a test sees what S3 received.
+ */
+export async function startEmbeddedS3Fixture(
+  options: { recordRequests?: boolean } = {},
+): Promise<EmbeddedS3Fixture> {
   const directory = await fs.mkdtemp(path.join(os.tmpdir(), 's3gate-proxy-'));
   const s3 = await startEmbeddedS3({ directory, bucket: BUCKET, port: 0 });
-  const client = createS3Client({ ...TEST_CLIENT_SETTINGS, endpoint: s3.endpoint, maxSockets: 8 });
+  const requests: S3Request[] = [];
+  const readFaults: S3Fault[] = [];
+  const relay = options.recordRequests
+    ? await startRecordingRelay(s3.endpoint, requests, readFaults)
+    : undefined;
+  const client = createS3Client({
+    ...TEST_CLIENT_SETTINGS,
+    endpoint: relay?.endpoint ?? s3.endpoint,
+    maxSockets: 8,
+  });
   return {
     s3,
     client,
+    requests,
+    readFaults,
     async close() {
       client.destroy();
+      await relay?.close();
       await s3.close();
       await fs.rm(directory, { recursive: true, force: true });
     },
+  };
+}
+
+/**
+ * Listen on loopback and forward every request to `target`, Host header included so that the
+ * SigV4 signature still matches. Each request is appended to `requests`. A read meets the first
+ * fault in `readFaults`, if there is one, instead of the S3 server.
+ */
+async function startRecordingRelay(
+  target: string,
+  requests: S3Request[],
+  readFaults: S3Fault[],
+): Promise<{ endpoint: string; close(): Promise<void> }> {
+  const upstream = new URL(target);
+  const server = http.createServer((req, res) => {
+    const url = req.url ?? '/';
+    requests.push({
+      method: req.method ?? '',
+      path: url.split('?')[0] ?? url,
+      headers: req.headers,
+    });
+
+    const fault = req.method === 'GET' || req.method === 'HEAD' ? readFaults.shift() : undefined;
+    if (fault === 'reset') {
+      req.socket.resetAndDestroy();
+      return;
+    }
+    if (fault) {
+      res.writeHead(fault.status, { 'content-type': 'application/xml' });
+      res.end(`<?xml version="1.0" encoding="UTF-8"?><Error><Code>${fault.code}</Code></Error>`);
+      return;
+    }
+
+    const forwarded = http.request(
+      {
+        host: upstream.hostname,
+        port: upstream.port,
+        method: req.method,
+        path: url,
+        headers: req.headers,
+      },
+      (answer) => {
+        res.writeHead(answer.statusCode ?? 502, answer.headers);
+        answer.pipe(res);
+      },
+    );
+    forwarded.on('error', () => res.destroy());
+    // A client that leaves early must not leave the upstream request open.
+    res.on('close', () => forwarded.destroy());
+    req.pipe(forwarded);
+  });
+  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+  const { port } = server.address() as AddressInfo;
+  return {
+    endpoint: `http://127.0.0.1:${port}`,
+    close: () =>
+      new Promise((resolve) => {
+        server.closeAllConnections();
+        server.close(() => resolve());
+      }),
   };
 }
 
@@ -171,31 +270,4 @@ export function bodyOf(res: Response): Buffer {
 /** Names of the `x-amz-*` headers in a response; proxy responses must have none. */
 export function amazonHeaders(res: Response): string[] {
   return Object.keys(res.headers).filter((name) => name.toLowerCase().startsWith('x-amz-'));
-}
-
-/** Record the name of every command the client sends, such as `GetObjectCommand`. */
-export function recordCommands(client: S3Client): string[] {
-  const names: string[] = [];
-  client.middlewareStack.add(
-    (next, context) => (args) => {
-      names.push(context.commandName ?? 'unknown');
-      return next(args);
-    },
-    { step: 'initialize', name: 'recordCommandNames' },
-  );
-  return names;
-}
-
-/** Record the input of every GetObject that the client sends. */
-export function recordGetObjectInputs(client: S3Client): GetObjectCommandInput[] {
-  const inputs: GetObjectCommandInput[] = [];
-  client.middlewareStack.add(
-    (next, context) => (args) => {
-      if (context.commandName === 'GetObjectCommand')
-        inputs.push(args.input as GetObjectCommandInput);
-      return next(args);
-    },
-    { step: 'initialize' },
-  );
-  return inputs;
 }

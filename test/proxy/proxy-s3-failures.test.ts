@@ -1,3 +1,4 @@
+import { randomBytes } from 'node:crypto';
 import http from 'node:http';
 import net, { type AddressInfo, type Socket } from 'node:net';
 import { setTimeout as delay } from 'node:timers/promises';
@@ -8,10 +9,14 @@ import { newImageId } from '../../src/images/image-id';
 import type { ImageRecord } from '../../src/images/image-repository';
 import { createS3Client } from '../../src/storage/s3-client';
 import {
+  asBytes,
+  BUCKET,
+  bodyOf,
   createImageStore,
   createProxyApp,
   startEmbeddedS3Fixture,
   TEST_CLIENT_SETTINGS,
+  type EmbeddedS3Fixture,
 } from './proxy-fixture';
 
 /** Build a metadata row for a key that no request in this file can reach. */
@@ -84,18 +89,12 @@ describe('S3 accepts and never responds', () => {
 
   it('GET returns 504 after the request timeout', async () => {
     const { port } = silentServer.address() as AddressInfo;
-    // TODO: use createS3Client once it passes `throwOnRequestTimeout: true`. Without it,
-    // @smithy/node-http-handler 4.14 only logs a warning when requestTimeout passes, and the read
-    // waits for as long as the server keeps the socket open.
-    const client = new S3Client({
+    const client = createS3Client({
       ...TEST_CLIENT_SETTINGS,
       endpoint: `http://127.0.0.1:${port}`,
-      requestHandler: new NodeHttpHandler({
-        httpAgent: new http.Agent({ keepAlive: true, maxSockets: 4 }),
-        connectionTimeout: 1000,
-        requestTimeout: 300,
-        throwOnRequestTimeout: true,
-      }),
+      connectTimeoutMs: 1000,
+      requestTimeoutMs: 300,
+      maxSockets: 4,
     });
     const image = unreachableImage();
     const app = createProxyApp(client, new Map([[image.id, image]]));
@@ -170,5 +169,114 @@ describe('S3 rejects the signature', () => {
     await fixture.close();
 
     expect(res.status).toBe(502);
+  });
+});
+
+describe('S3 read retries', () => {
+  // The recording relay in front of the embedded S3 server answers reads with the queued faults,
+  // because the real server cannot throttle or drop a connection on demand.
+  let fixture: EmbeddedS3Fixture;
+  let image: ImageRecord;
+  let bytes: Buffer;
+  let app: ReturnType<typeof createProxyApp>;
+
+  beforeAll(async () => {
+    fixture = await startEmbeddedS3Fixture({ recordRequests: true });
+    bytes = randomBytes(20_000);
+    image = await createImageStore(fixture.client).storeImage(bytes);
+    app = createProxyApp(fixture.client, new Map([[image.id, image]]));
+  });
+
+  afterAll(async () => {
+    await fixture.close();
+  });
+
+  beforeEach(() => {
+    fixture.readFaults.length = 0;
+  });
+
+  /** Methods of the reads of the test image that reached the relay since `since`. */
+  function readMethods(since: number): string[] {
+    return fixture.requests
+      .slice(since)
+      .filter((r) => r.path === `/${BUCKET}/${image.key}`)
+      .map((r) => r.method);
+  }
+
+  it('SlowDown once returns 200 after a retry', async () => {
+    const since = fixture.requests.length;
+    fixture.readFaults.push({ status: 503, code: 'SlowDown' });
+    const res = await asBytes(request(app).get(`/image/${image.id}`));
+
+    expect(res.status).toBe(200);
+    expect(bodyOf(res).equals(bytes)).toBe(true);
+    expect(readMethods(since)).toEqual(['GET', 'GET']);
+  });
+
+  it('reset connection returns 200 after a retry', async () => {
+    const since = fixture.requests.length;
+    fixture.readFaults.push('reset');
+    const res = await asBytes(request(app).get(`/image/${image.id}`));
+
+    expect(res.status).toBe(200);
+    expect(bodyOf(res).equals(bytes)).toBe(true);
+    expect(readMethods(since)).toEqual(['GET', 'GET']);
+  });
+
+  it('HEAD after InternalError returns 200', async () => {
+    const since = fixture.requests.length;
+    fixture.readFaults.push({ status: 500, code: 'InternalError' });
+    const res = await request(app).head(`/image/${image.id}`);
+
+    expect(res.status).toBe(200);
+    expect(res.headers['content-length']).toBe(String(bytes.length));
+    expect(readMethods(since)).toEqual(['HEAD', 'HEAD']);
+  });
+
+  it('SlowDown on every attempt returns 503', async () => {
+    const since = fixture.requests.length;
+    for (let i = 0; i < 3; i++) fixture.readFaults.push({ status: 503, code: 'SlowDown' });
+    const res = await request(app).get(`/image/${image.id}`);
+
+    expect(res.status).toBe(503);
+    expect(res.headers['retry-after']).toBe('5');
+    expect(readMethods(since)).toEqual(['GET', 'GET', 'GET']);
+  });
+
+  it('InternalError on every attempt returns 502', async () => {
+    const since = fixture.requests.length;
+    for (let i = 0; i < 3; i++) fixture.readFaults.push({ status: 500, code: 'InternalError' });
+    const res = await request(app).get(`/image/${image.id}`);
+
+    expect(res.status).toBe(502);
+    expect(readMethods(since)).toEqual(['GET', 'GET', 'GET']);
+  });
+
+  it('AccessDenied is not retried and returns 404', async () => {
+    // S3 sends 403 AccessDenied for a missing key when the app may not list the bucket.
+    const since = fixture.requests.length;
+    fixture.readFaults.push({ status: 403, code: 'AccessDenied' });
+    const res = await request(app).get(`/image/${image.id}`);
+
+    expect(res.status).toBe(404);
+    expect(readMethods(since)).toEqual(['GET']);
+  });
+});
+
+describe('row larger than its object', () => {
+  // The range is valid for the size in the row, so only S3 can see that it starts past the end.
+  it('GET returns 416 with the size S3 reports', async () => {
+    const fixture = await startEmbeddedS3Fixture();
+    const image = await createImageStore(fixture.client).storeImage(randomBytes(1000), {
+      sizeBytes: 5000,
+    });
+    const app = createProxyApp(fixture.client, new Map([[image.id, image]]));
+
+    const res = await request(app).get(`/image/${image.id}`).set('Range', 'bytes=2000-2999');
+    await fixture.close();
+
+    expect(res.status).toBe(416);
+    expect(res.headers['content-range']).toBe('bytes */1000');
+    expect(res.headers['cache-control']).toBeUndefined();
   });
 });

@@ -1,0 +1,261 @@
+import type { IncomingMessage } from 'node:http';
+import type { Readable } from 'node:stream';
+import type { S3Client } from '@aws-sdk/client-s3';
+import type { RetryErrorInfo, RetryErrorType, RetryStrategyV2 } from '@smithy/types';
+import { createUrlSigner } from './url-signer';
+
+/** One GetObject or HeadObject read. */
+export interface ObjectReadRequest {
+  method: 'GET' | 'HEAD';
+  key: string;
+  /** `Range` header for S3, such as `bytes=0-1023`. */
+  range?: string | undefined;
+  /** `If-Match` and `If-None-Match` headers for S3 to evaluate against the object's ETag. */
+  ifMatch?: string | undefined;
+  ifNoneMatch?: string | undefined;
+}
+
+/** S3's successful response to a read. */
+export interface ObjectReadResult {
+  /** 200, 206 for a range, or 304 when S3 evaluated If-None-Match. */
+  status: 200 | 206 | 304;
+  contentLength: number | undefined;
+  contentRange: string | undefined;
+  etag: string | undefined;
+  /** Body of a GET with status 200 or 206, which the caller must consume or destroy. */
+  body: Readable | undefined;
+}
+
+/** Reader made by `createObjectReader`. */
+export interface ObjectReader {
+  /**
+   * Read an object, retrying connection failures and throttling as the client's retry strategy
+   * allows. Any other status throws an `S3ReadError`, and `translateS3Error` maps every error.
+   */
+  read(request: ObjectReadRequest, abortSignal: AbortSignal): Promise<ObjectReadResult>;
+}
+
+/**
+ * Error for an S3 response with a status other than 200, 206 or 304. Its fields have the names of
+ * the SDK's service exceptions, so `translateS3Error` reads both the same way.
+ */
+export class S3ReadError extends Error {
+  /** Object size that S3 reports with InvalidRange. */
+  readonly ActualObjectSize: string | undefined;
+  readonly $metadata: { httpStatusCode: number };
+
+  constructor(status: number, code: string | undefined, actualObjectSize: string | undefined) {
+    // The message names the status and S3's code but never the URL, whose signature is a bearer token.
+    super(`S3 responded ${status}${code === undefined ? '' : ` ${code}`} to an object read.`);
+    this.name = code ?? `Http${status}`;
+    this.$metadata = { httpStatusCode: status };
+    this.ActualObjectSize = actualObjectSize;
+  }
+}
+
+/** The request shape of the SDK's HTTP handlers (HttpRequest of @smithy/core). */
+interface HandlerRequest {
+  protocol: string;
+  hostname: string;
+  port: number | undefined;
+  method: string;
+  path: string;
+  query: Record<string, string>;
+  headers: Record<string, string>;
+}
+
+interface RequestHandler {
+  handle(
+    request: HandlerRequest,
+    options: { abortSignal: AbortSignal },
+  ): Promise<{ response: { statusCode: number; headers: Record<string, string>; body: unknown } }>;
+}
+
+// Signed URLs for the app's own reads are used at once, so a short window suffices. Each URL
+// stays valid for at least minValiditySeconds after it is handed out.
+const READ_WINDOW_SECONDS = 300;
+const READ_MIN_VALIDITY_SECONDS = 300;
+
+// S3's error documents are a few hundred bytes. Anything longer is not parsed for its code.
+const MAX_ERROR_BODY_BYTES = 16 * 1024;
+
+const TRANSIENT_SOCKET_CODES = new Set(['ECONNRESET', 'ECONNREFUSED', 'EPIPE', 'ETIMEDOUT']);
+const THROTTLING_CODES = new Set([
+  'SlowDown',
+  'Throttling',
+  'ThrottlingException',
+  'TooManyRequestsException',
+  'RequestLimitExceeded',
+  'RequestThrottled',
+]);
+
+/**
+ * Create a reader that fetches objects with SigV4 presigned requests, sent through the client's
+ * own HTTP handler. The handler keeps the client's socket pool and its connection and request
+ * timeouts, and the client's retry strategy decides retries.
+ *
+ * `client.send(new GetObjectCommand(...))` runs the SDK's middleware stack on every read. In a CPU
+ * profile of bench/proxy.ts (1 MiB objects), that stack took about a quarter of the app's CPU
+ * time. A presigned URL is memoized for its signing window, so most reads sign nothing.
+ */
+export function createObjectReader(options: { client: S3Client; bucket: string }): ObjectReader {
+  const { client } = options;
+  const signer = createUrlSigner({
+    client,
+    bucket: options.bucket,
+    windowSeconds: READ_WINDOW_SECONDS,
+    minValiditySeconds: READ_MIN_VALIDITY_SECONDS,
+  });
+  const handler = client.config.requestHandler as unknown as RequestHandler;
+
+  async function readOnce(
+    request: ObjectReadRequest,
+    abortSignal: AbortSignal,
+  ): Promise<ObjectReadResult> {
+    const url = new URL(await signer.sign({ key: request.key, method: request.method }));
+    const headers: Record<string, string> = {};
+    if (request.range !== undefined) headers.range = request.range;
+    if (request.ifMatch !== undefined) headers['if-match'] = request.ifMatch;
+    if (request.ifNoneMatch !== undefined) headers['if-none-match'] = request.ifNoneMatch;
+
+    // The signed query goes in the path as signed. Passing it as `query` would encode it again.
+    const { response } = await handler.handle(
+      {
+        protocol: url.protocol,
+        hostname: url.hostname,
+        port: url.port === '' ? undefined : Number(url.port),
+        method: request.method,
+        path: url.pathname + url.search,
+        query: {},
+        headers: { ...headers, host: url.host },
+      },
+      { abortSignal },
+    );
+    const body = response.body as IncomingMessage | undefined;
+    const status = response.statusCode;
+
+    if (status === 200 || status === 206 || status === 304) {
+      const length = response.headers['content-length'];
+      const hasBody = request.method === 'GET' && status !== 304;
+      if (!hasBody) body?.resume();
+      return {
+        status,
+        contentLength: length === undefined ? undefined : Number(length),
+        contentRange: status === 206 ? response.headers['content-range'] : undefined,
+        etag: response.headers.etag,
+        body: hasBody ? body : undefined,
+      };
+    }
+
+    const document = body ? await readErrorDocument(body) : '';
+    throw new S3ReadError(
+      status,
+      elementText(document, 'Code'),
+      elementText(document, 'ActualObjectSize'),
+    );
+  }
+
+  async function read(
+    request: ObjectReadRequest,
+    abortSignal: AbortSignal,
+  ): Promise<ObjectReadResult> {
+    const strategy: unknown = await client.config.retryStrategy();
+    if (!isRetryStrategyV2(strategy)) return readOnce(request, abortSignal);
+
+    let token = await strategy.acquireInitialRetryToken('s3gate:object-read');
+    for (;;) {
+      try {
+        const result = await readOnce(request, abortSignal);
+        strategy.recordSuccess(token);
+        return result;
+      } catch (error) {
+        const errorType = retryErrorType(error);
+        if (errorType === undefined || abortSignal.aborted) throw error;
+        try {
+          // The standard strategy rejects the retry when attempts or its retry quota run out. The
+          // strategy of createS3Client also rejects it after a timeout.
+          token = await strategy.refreshRetryTokenForRetry(token, {
+            errorType,
+            error: error as RetryErrorInfo['error'],
+          });
+        } catch {
+          throw error;
+        }
+        // After an abort during the wait, the handler rejects the next attempt at once.
+        await waitForRetry(token.getRetryDelay(), abortSignal);
+      }
+    }
+  }
+
+  return { read };
+}
+
+function isRetryStrategyV2(strategy: unknown): strategy is RetryStrategyV2 {
+  return (
+    typeof strategy === 'object' &&
+    strategy !== null &&
+    'acquireInitialRetryToken' in strategy &&
+    'refreshRetryTokenForRetry' in strategy &&
+    'recordSuccess' in strategy
+  );
+}
+
+/**
+ * Classify a failed read as the SDK's retry middleware does: dropped or refused connections and
+ * 5xx responses are transient, and 429 or S3's throttling codes are throttling. Anything else,
+ * such as a 404 or a 403, is not retried.
+ */
+function retryErrorType(error: unknown): RetryErrorType | undefined {
+  if (error instanceof S3ReadError) {
+    const status = error.$metadata.httpStatusCode;
+    if (status === 429 || status === 503 || THROTTLING_CODES.has(error.name)) return 'THROTTLING';
+    if (status === 500 || status === 502 || status === 504) return 'TRANSIENT';
+    return undefined;
+  }
+  // Socket errors are read by their fields, not with instanceof: under Jest, errors from Node's
+  // core modules come from another realm and fail `instanceof Error`.
+  if (typeof error !== 'object' || error === null) return undefined;
+  const { code, name } = error as { code?: unknown; name?: unknown };
+  if (typeof code === 'string' && TRANSIENT_SOCKET_CODES.has(code)) return 'TRANSIENT';
+  if (name === 'TimeoutError') return 'TRANSIENT';
+  return undefined;
+}
+
+/** Sleep before the next attempt. The standard strategy of @smithy/core 3 waits itself and returns 0. */
+async function waitForRetry(delayMs: number, abortSignal: AbortSignal): Promise<void> {
+  if (delayMs <= 0 || abortSignal.aborted) return;
+  await new Promise<void>((resolve) => {
+    const timer = setTimeout(done, delayMs);
+    abortSignal.addEventListener('abort', done, { once: true });
+    function done() {
+      clearTimeout(timer);
+      abortSignal.removeEventListener('abort', done);
+      resolve();
+    }
+  });
+}
+
+/** Read S3's XML error document, up to MAX_ERROR_BODY_BYTES. */
+async function readErrorDocument(body: IncomingMessage): Promise<string> {
+  const chunks: Buffer[] = [];
+  let size = 0;
+  try {
+    for await (const chunk of body as AsyncIterable<Buffer>) {
+      chunks.push(chunk);
+      size += chunk.length;
+      if (size > MAX_ERROR_BODY_BYTES) break;
+    }
+  } catch {
+    // A body cut short still gave its status, which is enough to classify the failure.
+  } finally {
+    // Breaking out of the loop destroys the body, which frees the socket.
+    if (!body.readableEnded) body.destroy();
+  }
+  return Buffer.concat(chunks).toString('utf8');
+}
+
+/** Text of the first `<name>` element of S3's flat error document. */
+function elementText(document: string, name: string): string | undefined {
+  const match = new RegExp(`<${name}>([^<]{1,200})</${name}>`).exec(document);
+  return match?.[1];
+}
