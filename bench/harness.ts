@@ -106,6 +106,22 @@ export function rssBytes(pid: number): number {
   return Number(kib ?? 0) * 1024;
 }
 
+/**
+ * Restrict a process and all of its threads to a list of CPUs, such as "0" or "0-1", with taskset
+ * from util-linux. Threads started later inherit the list. Returns false when taskset is missing
+ * or fails.
+ */
+export function setCpuAffinity(pid: number, cpus: string): boolean {
+  try {
+    execFileSync('taskset', ['--all-tasks', '--cpu-list', '--pid', cpus, String(pid)], {
+      stdio: 'ignore',
+    });
+    return true;
+  } catch {
+    return false;
+  }
+}
+
 let clockTicksPerSecond: number | undefined;
 
 /**

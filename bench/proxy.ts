@@ -4,31 +4,52 @@ import autocannon from 'autocannon';
 import sharp from 'sharp';
 import { EMBEDDED_S3_CREDENTIALS } from '../src/storage/embedded-s3';
 import { createS3Client } from '../src/storage/s3-client';
-import { median, rssBytes, signIn, startBenchServer, startExternalS3, upload } from './harness';
+import {
+  cpuSeconds,
+  median,
+  rssBytes,
+  setCpuAffinity,
+  signIn,
+  startBenchServer,
+  startExternalS3,
+  upload,
+} from './harness';
 import fs from 'node:fs';
+import os from 'node:os';
 import path from 'node:path';
+
+/** Load figures of one path, over all its runs under one CPU placement. */
+export interface PathLoad {
+  requestsPerSecond: number;
+  megabytesPerSecond: number;
+  p99Ms: number;
+  /** CPU time of the app process (user and system, all threads) per request, in ms. */
+  appCpuMsPerRequest: number;
+  non2xx: number;
+  /** Socket errors and timeouts. */
+  errors: number;
+}
+
+/** Proxy mode against direct reads, under one CPU placement. */
+export interface PathComparison {
+  proxy: PathLoad;
+  direct: PathLoad;
+  /** Proxy req/s divided by direct req/s, round by round: the spread of the ratio. */
+  roundRatios: number[];
+}
 
 export interface ProxyResult {
   objects: number;
   objectBytes: number;
   secondsPerRun: number;
   connections: number;
-  proxy: {
-    requestsPerSecond: number;
-    megabytesPerSecond: number;
-    p99Ms: number;
-    non2xx: number;
-    errors: number;
-  };
-  direct: {
-    requestsPerSecond: number;
-    megabytesPerSecond: number;
-    p99Ms: number;
-    non2xx: number;
-    errors: number;
-  };
-  /** Proxy req/s divided by direct req/s, round by round: the spread of the ratio. */
-  roundRatios: number[];
+  /**
+   * The app on CPU 1, and the S3 server with the load generator on CPU 0. Undefined when the
+   * processes could not be pinned (no taskset, or CPUs 0 and 1 not both available).
+   */
+  pinned: PathComparison | undefined;
+  /** Both processes free to run on any CPU, placed by the kernel's scheduler. */
+  unpinned: PathComparison;
   rssBeforeBytes: number;
   rssAfterBytes: number;
   proxiedRequests: number;
@@ -43,15 +64,8 @@ async function makeObject(seed: number): Promise<Buffer> {
     .toBuffer();
 }
 
-function summarize(result: autocannon.Result, bytes: number) {
-  return {
-    requestsPerSecond: result.requests.average,
-    megabytesPerSecond: (result.requests.average * bytes) / 1e6,
-    p99Ms: result.latency.p99,
-    non2xx: result.non2xx,
-    errors: result.errors + result.timeouts,
-  };
-}
+/** An autocannon run with the CPU time that the app process used during it. */
+type Run = autocannon.Result & { appCpuSeconds: number };
 
 /**
  * 1 MiB objects through proxy mode against the same objects straight from the same S3 server,
@@ -61,6 +75,14 @@ function summarize(result: autocannon.Result, bytes: number) {
  *
  * Both paths compete for the same two cores, so a slow phase of the machine can sink one run.
  * Many short runs, with the order swapped every round, spread such phases over both paths.
+ *
+ * Each round runs both paths twice: once with the app pinned to CPU 1 and this process to CPU 0,
+ * and once with both free. Unpinned, the proxy path has three busy threads on two cores (the
+ * load generator with the S3 server, the app, and S3's file reads). In runs on a 2-core machine,
+ * unpinned round ratios swung between 0.63 and 0.92, likely with where the scheduler put those
+ * threads, while pinned ones stayed between 0.90 and 1.02. Pinned, the app has a core of its own,
+ * as it would beside a remote S3. The direct path then runs on one core too, and the record shows
+ * its req/s under both placements.
  */
 export async function benchProxy(
   secondsPerRun = 5,
@@ -99,8 +121,9 @@ export async function benchProxy(
       );
     }
 
-    const run = (urls: string[], withCookie: boolean) =>
-      autocannon({
+    const run = async (urls: string[], withCookie: boolean): Promise<Run> => {
+      const cpuBefore = cpuSeconds(server.pid);
+      const result = await autocannon({
         url: urls[0] ?? '',
         connections,
         // Bounded in time: autocannon ends a run bounded by a request count only at its next
@@ -115,23 +138,43 @@ export async function benchProxy(
           };
         }),
       });
+      return { ...result, appCpuSeconds: cpuSeconds(server.pid) - cpuBefore };
+    };
 
     const proxyUrls = ids.map((id) => `${server.url}/image/${id}`);
+    const allCpus = `0-${os.availableParallelism() - 1}`;
+    const place = (pinned: boolean) =>
+      pinned
+        ? setCpuAffinity(server.pid, '1') && setCpuAffinity(process.pid, '0')
+        : setCpuAffinity(server.pid, allCpus) && setCpuAffinity(process.pid, allCpus);
+    const canPin = os.availableParallelism() >= 2 && place(true) && place(false);
+
     const warmUp = await run(proxyUrls, true); // also counted in RSS below
     const rssBeforeBytes = rssBytes(server.pid);
-    const proxyRuns: autocannon.Result[] = [];
-    const directRuns: autocannon.Result[] = [];
+    const runs = {
+      pinned: { proxy: [] as Run[], direct: [] as Run[] },
+      unpinned: { proxy: [] as Run[], direct: [] as Run[] },
+    };
     for (let round = 0; round < rounds; round += 1) {
-      if (round % 2 === 0) {
-        proxyRuns.push(await run(proxyUrls, true));
-        directRuns.push(await run(directUrls, false));
-      } else {
-        directRuns.push(await run(directUrls, false));
-        proxyRuns.push(await run(proxyUrls, true));
+      const placements = canPin ? [true, false] : [false];
+      if (round % 2 === 1) placements.reverse();
+      for (const pinned of placements) {
+        if (canPin) place(pinned);
+        const target = pinned ? runs.pinned : runs.unpinned;
+        if (round % 2 === 0) {
+          target.proxy.push(await run(proxyUrls, true));
+          target.direct.push(await run(directUrls, false));
+        } else {
+          target.direct.push(await run(directUrls, false));
+          target.proxy.push(await run(proxyUrls, true));
+        }
       }
     }
     // Top up to the stated number of proxied requests for the RSS figure.
-    const proxiedSoFar = [warmUp, ...proxyRuns].reduce((sum, r) => sum + r.requests.total, 0);
+    const proxiedSoFar = [warmUp, ...runs.pinned.proxy, ...runs.unpinned.proxy].reduce(
+      (sum, r) => sum + r.requests.total,
+      0,
+    );
     const remaining = Math.max(0, 10_000 - proxiedSoFar);
     if (remaining > 0) {
       await autocannon({
@@ -148,30 +191,37 @@ export async function benchProxy(
     const rssAfterBytes = rssBytes(server.pid);
 
     const rate = (r: autocannon.Result) => r.requests.total / r.duration;
-    // The median run's req/s per path; p99 is the worst of the runs, and counts are totals.
-    const combine = (runs: autocannon.Result[]) => {
-      const first = runs[0] as autocannon.Result;
+    // Rates and app CPU are the median run's. p99 is the worst run's, and counts are totals.
+    const combine = (results: Run[]): PathLoad => {
+      const requestsPerSecond = median(results.map(rate));
       return {
-        ...first,
-        requests: { ...first.requests, average: median(runs.map(rate)) },
-        latency: { ...first.latency, p99: Math.max(...runs.map((r) => r.latency.p99)) },
-        non2xx: runs.reduce((s, r) => s + r.non2xx, 0),
-        errors: runs.reduce((s, r) => s + r.errors, 0),
-        timeouts: runs.reduce((s, r) => s + r.timeouts, 0),
+        requestsPerSecond,
+        megabytesPerSecond: (requestsPerSecond * objectBytes) / 1e6,
+        p99Ms: Math.max(...results.map((r) => r.latency.p99)),
+        appCpuMsPerRequest: median(
+          results.map((r) => (r.appCpuSeconds * 1000) / Math.max(1, r.requests.total)),
+        ),
+        non2xx: results.reduce((sum, r) => sum + r.non2xx, 0),
+        errors: results.reduce((sum, r) => sum + r.errors + r.timeouts, 0),
       };
     };
+
+    const compare = (paths: typeof runs.pinned): PathComparison => ({
+      proxy: combine(paths.proxy),
+      direct: combine(paths.direct),
+      roundRatios: paths.proxy.map((r, round) => {
+        const direct = paths.direct[round];
+        return direct ? rate(r) / rate(direct) : NaN;
+      }),
+    });
 
     return {
       objects: ids.length,
       objectBytes,
       secondsPerRun,
       connections,
-      proxy: summarize(combine(proxyRuns), objectBytes),
-      direct: summarize(combine(directRuns), objectBytes),
-      roundRatios: proxyRuns.map((r, round) => {
-        const direct = directRuns[round];
-        return direct ? rate(r) / rate(direct) : NaN;
-      }),
+      pinned: canPin ? compare(runs.pinned) : undefined,
+      unpinned: compare(runs.unpinned),
       rssBeforeBytes,
       rssAfterBytes,
       proxiedRequests: Math.max(10_000, proxiedSoFar),
