@@ -132,6 +132,7 @@ function proxySection(r: ProxyResult): string {
     ...(r.pinned
       ? [
           `- Unpinned: ${ratio(r.unpinned.proxy.requestsPerSecond, r.unpinned.direct.requestsPerSecond)}, round by round ${spread(r.unpinned)}.`,
+          `- Pinned proxy mode against the faster of the two direct placements, so that pinning cannot flatter the ratio by slowing the baseline: ${ratio(r.pinned.proxy.requestsPerSecond, Math.max(r.pinned.direct.requestsPerSecond, r.unpinned.direct.requestsPerSecond))}.`,
         ]
       : []),
     `- Target RSS growth < 50 MB over ${r.proxiedRequests} proxied requests: ${(r.rssBeforeBytes / MB).toFixed(0)} MiB → ${(r.rssAfterBytes / MB).toFixed(0)} MiB (${growth >= 0 ? '+' : ''}${growth.toFixed(1)} MiB), ${verdict(growth < 50)}.`,
