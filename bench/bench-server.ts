@@ -1,4 +1,6 @@
 import path from 'node:path';
+import type { Readable } from 'node:stream';
+import { pipeline } from 'node:stream/promises';
 import { pathToFileURL } from 'node:url';
 import { GetObjectCommand } from '@aws-sdk/client-s3';
 import { getSignedUrl } from '@aws-sdk/s3-request-presigner';
@@ -25,7 +27,9 @@ async function loadBuilt<T>(modulePath: string): Promise<T> {
  * session reader as /image/:id:
  * - GET /bench/constant: a 302 to a fixed URL (the ceiling for any redirect route);
  * - GET /bench/naive/:id: what many apps ship, a metadata lookup and getSignedUrl on every request;
- * - GET /bench/read/:id: the metadata lookup without the row cache, then the constant 302.
+ * - GET /bench/read/:id: the metadata lookup without the row cache, then the constant 302;
+ * - GET /bench/sdk-proxy/:id: the metadata lookup, then GetObject through the SDK, piped to the
+ *   response (the baseline of the proxy benchmark).
  * And behind express-session and passport, as the app's pages are:
  * - GET /bench/full/constant: the same constant 302, to show what the full stack costs;
  * - GET /bench/naive-gallery: the gallery page with <img> tags pointing at the naive route.
@@ -46,7 +50,7 @@ async function main(): Promise<void> {
   const logger = createLogger('warn');
 
   const runtime = await startRuntime(config, logger, {
-    extraRoutes: ({ signingClient, database }) => {
+    extraRoutes: ({ s3Client, signingClient, database }) => {
       // The same repository as the image route's, row cache included, so that (b) differs from
       // s3gate only in how it signs. Row (d) reads the row every time, to show what the cache saves.
       const images = new ImageRepository(database.db);
@@ -102,6 +106,24 @@ async function main(): Promise<void> {
         res.status(302).end();
       };
 
+      // What many apps ship to proxy an image: GetObject through the SDK on every request, piped
+      // to the response. Proxy mode reads the same object through the same client's HTTP handler,
+      // but with a memoized presigned request instead of the SDK's middleware stack.
+      const sdkProxyRoute: express.RequestHandler = async (req, res) => {
+        const image = await signedInImage(req, res, images);
+        if (!image) return;
+        const command = new GetObjectCommand({ Bucket: config.s3.bucket, Key: image.key });
+        const object = await s3Client.send(command);
+        res.setHeader('Content-Type', image.contentType);
+        if (object.ContentLength !== undefined) {
+          res.setHeader('Content-Length', object.ContentLength);
+        }
+        if (object.ETag !== undefined) res.setHeader('ETag', object.ETag);
+        // A client that leaves mid-body rejects the pipeline. The socket is gone, so there is
+        // nothing to send, and the benchmark counts its own errors.
+        await pipeline(object.Body as Readable, res).catch(() => undefined);
+      };
+
       // Behind express-session and passport, like the app's pages.
       const full = express.Router();
       full.get('/bench/full/constant', (req, res) => {
@@ -135,6 +157,7 @@ async function main(): Promise<void> {
           { path: '/bench/constant', handler: constantRoute },
           { path: '/bench/naive/:id', handler: naiveRoute },
           { path: '/bench/read/:id', handler: readRoute },
+          { path: '/bench/sdk-proxy/:id', handler: sdkProxyRoute },
         ],
         extraRoutes: full,
       };

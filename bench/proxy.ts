@@ -50,6 +50,17 @@ export interface ProxyResult {
   pinned: PathComparison | undefined;
   /** Both processes free to run on any CPU, placed by the kernel's scheduler. */
   unpinned: PathComparison;
+  /**
+   * Proxy mode against a route that reads each object with the SDK's GetObject and pipes it to
+   * the response, measured after the RSS figure, pinned when pinning works.
+   */
+  sdkBaseline: {
+    pinned: boolean;
+    proxy: PathLoad;
+    sdkProxy: PathLoad;
+    /** SDK route's app CPU per request divided by proxy mode's, round by round. */
+    roundCpuRatios: number[];
+  };
   rssBeforeBytes: number;
   rssAfterBytes: number;
   proxiedRequests: number;
@@ -83,6 +94,9 @@ type Run = autocannon.Result & { appCpuSeconds: number };
  * threads, while pinned ones stayed between 0.90 and 1.02. Pinned, the app has a core of its own,
  * as it would beside a remote S3. The direct path then runs on one core too, and the record shows
  * its req/s under both placements.
+ *
+ * Last, proxy mode alternates with the SDK proxy route of the bench server, to compare the app's
+ * CPU time per image when it reads with GetObject.
  */
 export async function benchProxy(
   secondsPerRun = 5,
@@ -190,7 +204,22 @@ export async function benchProxy(
     }
     const rssAfterBytes = rssBytes(server.pid);
 
+    // After the RSS figure, so that the SDK route's memory does not count in it.
+    const sdkProxyUrls = ids.map((id) => `${server.url}/bench/sdk-proxy/${id}`);
+    if (canPin) place(true);
+    const sdkRuns = { proxy: [] as Run[], sdkProxy: [] as Run[] };
+    for (let round = 0; round < rounds; round += 1) {
+      if (round % 2 === 0) {
+        sdkRuns.proxy.push(await run(proxyUrls, true));
+        sdkRuns.sdkProxy.push(await run(sdkProxyUrls, true));
+      } else {
+        sdkRuns.sdkProxy.push(await run(sdkProxyUrls, true));
+        sdkRuns.proxy.push(await run(proxyUrls, true));
+      }
+    }
+
     const rate = (r: autocannon.Result) => r.requests.total / r.duration;
+    const cpuPerRequest = (r: Run) => r.appCpuSeconds / Math.max(1, r.requests.total);
     // Rates and app CPU are the median run's. p99 is the worst run's, and counts are totals.
     const combine = (results: Run[]): PathLoad => {
       const requestsPerSecond = median(results.map(rate));
@@ -198,9 +227,7 @@ export async function benchProxy(
         requestsPerSecond,
         megabytesPerSecond: (requestsPerSecond * objectBytes) / 1e6,
         p99Ms: Math.max(...results.map((r) => r.latency.p99)),
-        appCpuMsPerRequest: median(
-          results.map((r) => (r.appCpuSeconds * 1000) / Math.max(1, r.requests.total)),
-        ),
+        appCpuMsPerRequest: median(results.map(cpuPerRequest)) * 1000,
         non2xx: results.reduce((sum, r) => sum + r.non2xx, 0),
         errors: results.reduce((sum, r) => sum + r.errors + r.timeouts, 0),
       };
@@ -222,6 +249,15 @@ export async function benchProxy(
       connections,
       pinned: canPin ? compare(runs.pinned) : undefined,
       unpinned: compare(runs.unpinned),
+      sdkBaseline: {
+        pinned: canPin,
+        proxy: combine(sdkRuns.proxy),
+        sdkProxy: combine(sdkRuns.sdkProxy),
+        roundCpuRatios: sdkRuns.proxy.map((r, round) => {
+          const sdk = sdkRuns.sdkProxy[round];
+          return sdk ? cpuPerRequest(sdk) / cpuPerRequest(r) : NaN;
+        }),
+      },
       rssBeforeBytes,
       rssAfterBytes,
       proxiedRequests: Math.max(10_000, proxiedSoFar),

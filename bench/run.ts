@@ -135,6 +135,7 @@ function proxySection(r: ProxyResult): string {
           `- Pinned proxy mode against the faster of the two direct placements, so that pinning cannot flatter the ratio by slowing the baseline: ${ratio(r.pinned.proxy.requestsPerSecond, Math.max(r.pinned.direct.requestsPerSecond, r.unpinned.direct.requestsPerSecond))}.`,
         ]
       : []),
+    `- Against a route of the same app that reads each object with the SDK's \`GetObject\` and pipes it to the response (bench/bench-server.ts), ${r.sdkBaseline.roundCpuRatios.length} more rounds, ${r.sdkBaseline.pinned ? 'pinned' : 'unpinned'}: app CPU ${r.sdkBaseline.sdkProxy.appCpuMsPerRequest.toFixed(2)} ms per image for the SDK route and ${r.sdkBaseline.proxy.appCpuMsPerRequest.toFixed(2)} ms for proxy mode, so the SDK route costs ${ratio(r.sdkBaseline.sdkProxy.appCpuMsPerRequest, r.sdkBaseline.proxy.appCpuMsPerRequest)} the CPU (rounds ${Math.min(...r.sdkBaseline.roundCpuRatios).toFixed(2)}× to ${Math.max(...r.sdkBaseline.roundCpuRatios).toFixed(2)}×). Throughput ${r.sdkBaseline.sdkProxy.requestsPerSecond.toFixed(1)} against ${r.sdkBaseline.proxy.requestsPerSecond.toFixed(1)} req/s, where the S3 server's core is the limit.`,
     `- Target RSS growth < 50 MB over ${r.proxiedRequests} proxied requests: ${(r.rssBeforeBytes / MB).toFixed(0)} MiB → ${(r.rssAfterBytes / MB).toFixed(0)} MiB (${growth >= 0 ? '+' : ''}${growth.toFixed(1)} MiB), ${verdict(growth < 50)}.`,
   ].join('\n');
 }
