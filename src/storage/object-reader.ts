@@ -1,5 +1,4 @@
-import type { IncomingMessage } from 'node:http';
-import type { Readable } from 'node:stream';
+import { Readable } from 'node:stream';
 import type { S3Client } from '@aws-sdk/client-s3';
 import type { RetryErrorInfo, RetryErrorType, RetryStrategyV2 } from '@smithy/types';
 import { createUrlSigner } from './url-signer';
@@ -131,13 +130,18 @@ export function createObjectReader(options: { client: S3Client; bucket: string }
       },
       { abortSignal },
     );
-    const body = response.body as IncomingMessage | undefined;
+    const body = toNodeStream(response.body);
     const status = response.statusCode;
 
     if (status === 200 || status === 206 || status === 304) {
       const length = response.headers['content-length'];
       const hasBody = request.method === 'GET' && status !== 304;
       if (!hasBody) body?.resume();
+      if (hasBody && !body) {
+        throw new TypeError(
+          'The S3 client returned no body stream for an object read. Create it with a Node or fetch HTTP handler, as createS3Client does.',
+        );
+      }
       return {
         status,
         contentLength: length === undefined ? undefined : Number(length),
@@ -235,8 +239,18 @@ async function waitForRetry(delayMs: number, abortSignal: AbortSignal): Promise<
   });
 }
 
+/**
+ * Return a response body as a Node stream. Node's handler returns an IncomingMessage, and a
+ * fetch-based handler (@smithy/fetch-http-handler) a web ReadableStream.
+ */
+function toNodeStream(body: unknown): Readable | undefined {
+  if (body instanceof Readable) return body;
+  if (body instanceof ReadableStream) return Readable.fromWeb(body);
+  return undefined;
+}
+
 /** Read S3's XML error document, up to MAX_ERROR_BODY_BYTES. */
-async function readErrorDocument(body: IncomingMessage): Promise<string> {
+async function readErrorDocument(body: Readable): Promise<string> {
   const chunks: Buffer[] = [];
   let size = 0;
   try {

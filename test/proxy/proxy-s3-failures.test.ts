@@ -280,3 +280,34 @@ describe('row larger than its object', () => {
     expect(res.headers['cache-control']).toBeUndefined();
   });
 });
+
+describe('S3 client with a fetch handler', () => {
+  // A handler built on fetch, as @smithy/fetch-http-handler is, returns web streams. This one
+  // sends real requests to the embedded S3 server.
+  it('GET streams the web body', async () => {
+    const fixture = await startEmbeddedS3Fixture();
+    const bytes = randomBytes(70_000);
+    const image = await createImageStore(fixture.client).storeImage(bytes);
+    const fetchClient = createS3Client({ ...TEST_CLIENT_SETTINGS, endpoint: fixture.s3.endpoint });
+    fetchClient.config.requestHandler = {
+      async handle(request: { hostname: string; port?: number; method: string; path: string }) {
+        const res = await fetch(`http://${request.hostname}:${request.port}${request.path}`, {
+          method: request.method,
+        });
+        const headers = Object.fromEntries(res.headers.entries());
+        return { response: { statusCode: res.status, headers, body: res.body } };
+      },
+    };
+    const app = createProxyApp(fetchClient, new Map([[image.id, image]]));
+
+    const get = await asBytes(request(app).get(`/image/${image.id}`));
+    const head = await request(app).head(`/image/${image.id}`);
+    fetchClient.destroy();
+    await fixture.close();
+
+    expect(get.status).toBe(200);
+    expect(bodyOf(get).equals(bytes)).toBe(true);
+    expect(head.status).toBe(200);
+    expect(head.headers['content-length']).toBe(String(bytes.length));
+  });
+});
