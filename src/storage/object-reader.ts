@@ -139,7 +139,7 @@ export function createObjectReader(options: { client: S3Client; bucket: string }
       if (!hasBody) body?.resume();
       if (hasBody && !body) {
         throw new TypeError(
-          'The S3 client returned no body stream for an object read. Create it with a Node or fetch HTTP handler, as createS3Client does.',
+          'The S3 client returned no body stream for an object read. Give it a Node or fetch HTTP handler, such as the one createS3Client sets.',
         );
       }
       return {
@@ -205,9 +205,10 @@ function isRetryStrategyV2(strategy: unknown): strategy is RetryStrategyV2 {
 }
 
 /**
- * Classify a failed read as the SDK's retry middleware does: dropped or refused connections and
- * 5xx responses are transient, and 429 or S3's throttling codes are throttling. Anything else,
- * such as a 404 or a 403, is not retried.
+ * Classify a failed read much as the SDK's retry middleware does: dropped or refused connections
+ * and 5xx responses are transient, and 429 or S3's throttling codes are throttling. Every 503
+ * counts as throttling here, because S3 sends its SlowDown with 503. Anything else, such as a 404
+ * or a 403, is not retried.
  */
 function retryErrorType(error: unknown): RetryErrorType | undefined {
   if (error instanceof S3ReadError) {
