@@ -60,7 +60,12 @@ const envSchema = z
     S3_FORCE_PATH_STYLE: booleanString.optional(),
     S3_KEY_PREFIX: z
       .string()
-      .regex(/^([A-Za-z0-9._-]+\/)*$/, 'must be empty or path segments ending in "/", like images/')
+      // A "." or ".." segment is removed from the path by URL parsers, browsers included, so a
+      // signed URL would no longer match its signature.
+      .regex(
+        /^((?!\.{1,2}\/)[A-Za-z0-9._-]+\/)*$/,
+        'must be empty or path segments ending in "/", like images/, with no "." or ".." segment',
+      )
       .default('images/'),
     S3_CONNECT_TIMEOUT_MS: timerMs.default(3000),
     S3_REQUEST_TIMEOUT_MS: timerMs.default(30000),

@@ -108,6 +108,8 @@ describe('invalid configuration', () => {
       /^S3_BUCKET: is required when S3_ENDPOINT is set/,
     ],
     ['S3_KEY_PREFIX', { S3_KEY_PREFIX: '../up' }, /^S3_KEY_PREFIX/],
+    ['S3_KEY_PREFIX dot segment', { S3_KEY_PREFIX: 'p/./' }, /^S3_KEY_PREFIX/],
+    ['S3_KEY_PREFIX dot-dot segment', { S3_KEY_PREFIX: 'a/../' }, /^S3_KEY_PREFIX/],
     ['DATABASE_URL', { DATABASE_URL: 'mysql://x' }, /^DATABASE_URL/],
     ['LOG_LEVEL', { LOG_LEVEL: 'loud' }, /^LOG_LEVEL/],
     [

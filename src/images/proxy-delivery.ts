@@ -210,6 +210,9 @@ async function streamBody(
   report: Pick<ProxyDeliveryOptions, 'logger' | 'onS3Error'>,
 ): Promise<void> {
   try {
+    // NOTE: a client that reads slowly holds its S3 socket until it has read the last byte, so
+    // enough slow clients can fill the client's socket pool. Only a pause longer than the
+    // client's socket timeout frees it.
     await pipeline(body, res);
   } catch (error) {
     const failure = translateS3Error(error);

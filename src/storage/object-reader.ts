@@ -41,15 +41,29 @@ export interface ObjectReader {
 export class S3ReadError extends Error {
   /** Object size that S3 reports with InvalidRange. */
   readonly ActualObjectSize: string | undefined;
+  /** S3's request id, for AWS support. */
+  readonly RequestId: string | undefined;
   readonly $metadata: { httpStatusCode: number };
 
-  constructor(status: number, code: string | undefined, actualObjectSize: string | undefined) {
-    // The message names the status and S3's code but never the URL, whose signature is a bearer token.
-    super(`S3 responded ${status}${code === undefined ? '' : ` ${code}`} to an object read.`);
-    this.name = code ?? `Http${status}`;
+  constructor(status: number, document: ErrorDocument) {
+    // The message names S3's status, code and message but never the URL, whose signature is a
+    // bearer token.
+    const code = document.code === undefined ? '' : ` ${document.code}`;
+    const detail = document.message === undefined ? '' : `: ${document.message}`;
+    super(`S3 responded ${status}${code} to an object read${detail}`);
+    this.name = document.code ?? `Http${status}`;
     this.$metadata = { httpStatusCode: status };
-    this.ActualObjectSize = actualObjectSize;
+    this.ActualObjectSize = document.actualObjectSize;
+    this.RequestId = document.requestId;
   }
+}
+
+/** Fields of S3's XML error document. */
+interface ErrorDocument {
+  code: string | undefined;
+  message: string | undefined;
+  actualObjectSize: string | undefined;
+  requestId: string | undefined;
 }
 
 /** The request shape of the SDK's HTTP handlers (HttpRequest of @smithy/core). */
@@ -78,7 +92,27 @@ const READ_MIN_VALIDITY_SECONDS = 300;
 // S3's error documents are a few hundred bytes. Anything longer is not parsed for its code.
 const MAX_ERROR_BODY_BYTES = 16 * 1024;
 
-const TRANSIENT_SOCKET_CODES = new Set(['ECONNRESET', 'ECONNREFUSED', 'EPIPE', 'ETIMEDOUT']);
+// The socket and DNS codes that the SDK's retry middleware retries (@smithy/core 3.41).
+const TRANSIENT_SOCKET_CODES = new Set([
+  'ECONNRESET',
+  'ECONNREFUSED',
+  'EPIPE',
+  'ETIMEDOUT',
+  'EHOSTUNREACH',
+  'ENETUNREACH',
+  'ENOTFOUND',
+  'EAI_AGAIN',
+]);
+
+// S3 rejects a presigned request whose signing time is too far from its own clock. The reader
+// corrects the client's clock offset only for a difference this large, because the Date header
+// has a resolution of one second and smaller errors do not invalidate the reader's URLs.
+const CLOCK_SKEW_MS = 5 * 60 * 1000;
+const CLOCK_ERROR_MESSAGE = /request has expired|not yet valid|request time too skewed/i;
+
+/** Retry-After of an S3 error response, passed to the retry strategy as its hint. */
+const retryAfterHints = new WeakMap<object, Date>();
+
 const THROTTLING_CODES = new Set([
   'SlowDown',
   'Throttling',
@@ -104,6 +138,9 @@ export function createObjectReader(options: { client: S3Client; bucket: string }
     bucket: options.bucket,
     windowSeconds: READ_WINDOW_SECONDS,
     minValiditySeconds: READ_MIN_VALIDITY_SECONDS,
+    // The client's clock offset, which the reader and the SDK set from S3's Date header, so that
+    // a slow or fast app clock still signs URLs that S3 accepts.
+    now: () => Date.now() + client.config.systemClockOffset,
   });
   const handler = client.config.requestHandler as unknown as RequestHandler;
 
@@ -111,22 +148,22 @@ export function createObjectReader(options: { client: S3Client; bucket: string }
     request: ObjectReadRequest,
     abortSignal: AbortSignal,
   ): Promise<ObjectReadResult> {
-    const url = new URL(await signer.sign({ key: request.key, method: request.method }));
+    const signed = splitSignedUrl(await signer.sign({ key: request.key, method: request.method }));
     const headers: Record<string, string> = {};
     if (request.range !== undefined) headers.range = request.range;
     if (request.ifMatch !== undefined) headers['if-match'] = request.ifMatch;
     if (request.ifNoneMatch !== undefined) headers['if-none-match'] = request.ifNoneMatch;
 
-    // The signed query goes in the path as signed. Passing it as `query` would encode it again.
+    // The path goes out as signed, because passing the query as `query` would encode it again.
     const { response } = await handler.handle(
       {
-        protocol: url.protocol,
-        hostname: url.hostname,
-        port: url.port === '' ? undefined : Number(url.port),
+        protocol: signed.origin.protocol,
+        hostname: signed.origin.hostname,
+        port: signed.origin.port === '' ? undefined : Number(signed.origin.port),
         method: request.method,
-        path: url.pathname + url.search,
+        path: signed.pathAndQuery,
         query: {},
-        headers: { ...headers, host: url.host },
+        headers: { ...headers, host: signed.origin.host },
       },
       { abortSignal },
     );
@@ -151,12 +188,51 @@ export function createObjectReader(options: { client: S3Client; bucket: string }
       };
     }
 
-    const document = body ? await readErrorDocument(body) : '';
-    throw new S3ReadError(
-      status,
-      elementText(document, 'Code'),
-      elementText(document, 'ActualObjectSize'),
-    );
+    const text = body ? await readErrorDocument(body) : '';
+    const error = new S3ReadError(status, {
+      code: elementText(text, 'Code'),
+      message: elementText(text, 'Message'),
+      actualObjectSize: elementText(text, 'ActualObjectSize'),
+      requestId: elementText(text, 'RequestId') ?? response.headers['x-amz-request-id'],
+    });
+    const retryAfter = Number(response.headers['retry-after']);
+    if (Number.isFinite(retryAfter))
+      retryAfterHints.set(error, new Date(Date.now() + retryAfter * 1000));
+    if (status === 403 && isClockError(error)) {
+      correctClockOffset(response.headers.date);
+    }
+    throw error;
+  }
+
+  /**
+   * Set the client's clock offset from the Date header of S3's response when the two clocks are
+   * CLOCK_SKEW_MS or more apart. The SDK (@aws-sdk/core 3.1178) sets the same offset from the
+   * Date header of each of its own responses.
+   */
+  function correctClockOffset(dateHeader: string | undefined): void {
+    const serverTime = dateHeader === undefined ? Number.NaN : Date.parse(dateHeader);
+    if (Number.isNaN(serverTime)) return;
+    const offset = client.config.systemClockOffset;
+    if (Math.abs(serverTime - (Date.now() + offset)) < CLOCK_SKEW_MS) return;
+    client.config.systemClockOffset = serverTime - Date.now();
+  }
+
+  /**
+   * Read once, and once more if S3 rejected the signing time and its Date header corrected the
+   * clock offset. The second signature then uses S3's time.
+   */
+  async function readOnceCorrectingClock(
+    request: ObjectReadRequest,
+    abortSignal: AbortSignal,
+  ): Promise<ObjectReadResult> {
+    const offsetBefore = client.config.systemClockOffset;
+    try {
+      return await readOnce(request, abortSignal);
+    } catch (error) {
+      const corrected = client.config.systemClockOffset !== offsetBefore;
+      if (!(error instanceof S3ReadError) || !isClockError(error) || !corrected) throw error;
+      return readOnce(request, abortSignal);
+    }
   }
 
   async function read(
@@ -164,12 +240,12 @@ export function createObjectReader(options: { client: S3Client; bucket: string }
     abortSignal: AbortSignal,
   ): Promise<ObjectReadResult> {
     const strategy: unknown = await client.config.retryStrategy();
-    if (!isRetryStrategyV2(strategy)) return readOnce(request, abortSignal);
+    if (!isRetryStrategyV2(strategy)) return readOnceCorrectingClock(request, abortSignal);
 
     let token = await strategy.acquireInitialRetryToken('s3gate:object-read');
     for (;;) {
       try {
-        const result = await readOnce(request, abortSignal);
+        const result = await readOnceCorrectingClock(request, abortSignal);
         strategy.recordSuccess(token);
         return result;
       } catch (error) {
@@ -181,6 +257,8 @@ export function createObjectReader(options: { client: S3Client; bucket: string }
           token = await strategy.refreshRetryTokenForRetry(token, {
             errorType,
             error: error as RetryErrorInfo['error'],
+            retryAfterHint:
+              typeof error === 'object' && error !== null ? retryAfterHints.get(error) : undefined,
           });
         } catch {
           throw error;
@@ -215,6 +293,8 @@ function retryErrorType(error: unknown): RetryErrorType | undefined {
     const status = error.$metadata.httpStatusCode;
     if (status === 429 || status === 503 || THROTTLING_CODES.has(error.name)) return 'THROTTLING';
     if (status === 500 || status === 502 || status === 504) return 'TRANSIENT';
+    // S3's 400 RequestTimeout: the request body stalled, which a new attempt may not.
+    if (error.name === 'RequestTimeout') return 'TRANSIENT';
     return undefined;
   }
   // Socket errors are read by their fields, not with instanceof: under Jest, errors from Node's
@@ -273,4 +353,22 @@ async function readErrorDocument(body: Readable): Promise<string> {
 function elementText(document: string, name: string): string | undefined {
   const match = new RegExp(`<${name}>([^<]{1,200})</${name}>`).exec(document);
   return match?.[1];
+}
+
+/** Tell whether S3 rejected the request's signing time: expired, not yet valid, or skewed. */
+function isClockError(error: S3ReadError): boolean {
+  return error.name === 'RequestTimeTooSkewed' || CLOCK_ERROR_MESSAGE.test(error.message);
+}
+
+/**
+ * Split a signed URL into its origin and its path with query, exactly as signed. `new URL` would
+ * remove `.` and `..` segments of a key, and S3 would then see another path than the signed one.
+ */
+function splitSignedUrl(signedUrl: string): { origin: URL; pathAndQuery: string } {
+  const authorityStart = signedUrl.indexOf('//') + 2;
+  const pathStart = signedUrl.indexOf('/', authorityStart);
+  return {
+    origin: new URL(signedUrl.slice(0, pathStart)),
+    pathAndQuery: signedUrl.slice(pathStart),
+  };
 }

@@ -70,6 +70,9 @@ export function createS3Client(options: S3ClientOptions): S3Client {
       // Without this, @smithy/node-http-handler 4.x only logs a warning at the request timeout,
       // and a silent S3 server would hold the request (and a pooled socket) forever.
       throwOnRequestTimeout: true,
+      // requestTimeout ends when the response headers arrive. The socket timeout also fails a body
+      // that stalls that long, such as S3 going silent mid-image, so its socket returns to the pool.
+      socketTimeout: options.requestTimeoutMs ?? 30000,
     }),
     // The SDK's default CRC32 checksums break some S3-compatible stores, and they add nothing on
     // top of TLS for our uses. Send them only where an operation requires one.

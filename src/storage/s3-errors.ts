@@ -34,6 +34,10 @@ const THROTTLING_NAMES = new Set([
 
 const NOT_FOUND_NAMES = new Set(['NoSuchKey', 'NotFound']);
 
+// S3's message on a 403 AccessDenied for a presigned request that expired or is not valid yet,
+// which means a wrong clock or lifetime in s3gate, not a missing key.
+const SIGNING_TIME_MESSAGE = /request has expired|not yet valid/i;
+
 // 403 codes caused by s3gate's credentials or clock. They must not pass for a missing key.
 const CREDENTIAL_ERROR_NAMES = new Set([
   'SignatureDoesNotMatch',
@@ -54,6 +58,8 @@ interface ErrorFields {
   code: string | undefined;
   /** HTTP status of S3's response, when S3 responded. */
   status: number | undefined;
+  /** The error's message, which contains S3's own message. */
+  message: string;
   throttling: boolean;
   /** Object size that S3 reports with InvalidRange. */
   actualObjectSize: number | undefined;
@@ -68,7 +74,8 @@ interface ErrorFields {
  * - Client gone (abort signal, or the response closed during `pipeline`): 499.
  * - Connection refused, reset or unreachable, or throttling: 503 with Retry-After.
  * - Timeouts of the SDK's HTTP handler, ETIMEDOUT, S3's RequestTimeout: 504.
- * - On a read, NoSuchKey, NotFound, a 404, or a 403 not caused by the credentials: 404.
+ * - On a read, NoSuchKey, NotFound, a 404, or a 403 not caused by the credentials or the signing
+ *   time: 404.
  * - InvalidRange: 416. PreconditionFailed: 412. Anything else: 502.
  */
 export function translateS3Error(error: unknown, operation: S3Operation = 'read'): HttpError {
@@ -100,7 +107,9 @@ function classify(fields: ErrorFields, operation: S3Operation): HttpError {
   if (fields.throttling || THROTTLING_NAMES.has(name)) return errors.storageUnavailable();
   if (fields.status === 503 || fields.status === 429) return errors.storageUnavailable();
 
-  if (operation === 'read' && isMissingKey(name, fields.status)) return errors.imageNotFound();
+  if (operation === 'read' && isMissingKey(name, fields.status, fields.message)) {
+    return errors.imageNotFound();
+  }
   if (name === 'InvalidRange' || fields.status === 416) {
     return errors.rangeNotSatisfiable(fields.actualObjectSize);
   }
@@ -114,11 +123,13 @@ function classify(fields: ErrorFields, operation: S3Operation): HttpError {
  * HeadObject's 403 has no body and no code, so on HEAD a signature error also becomes a 404; the
  * `cause` keeps the original for the log.
  */
-function isMissingKey(name: string, status: number | undefined): boolean {
+function isMissingKey(name: string, status: number | undefined, message: string): boolean {
   if (NOT_FOUND_NAMES.has(name)) return true;
   // NoSuchBucket is a configuration error, not a missing image.
   if (status === 404) return name !== 'NoSuchBucket';
-  if (status === 403) return !CREDENTIAL_ERROR_NAMES.has(name);
+  if (status === 403) {
+    return !CREDENTIAL_ERROR_NAMES.has(name) && !SIGNING_TIME_MESSAGE.test(message);
+  }
   return false;
 }
 
@@ -127,6 +138,7 @@ function readErrorFields(error: unknown): ErrorFields {
     name: undefined,
     code: undefined,
     status: undefined,
+    message: '',
     throttling: false,
     actualObjectSize: undefined,
   };
@@ -140,7 +152,8 @@ function readErrorFields(error: unknown): ErrorFields {
     typeof sizeField === 'number' || typeof sizeField === 'string' ? Number(sizeField) : Number.NaN;
 
   fields.name = asString(record.name) ?? asString(record.Code);
-  fields.code = asString(record.code) ?? codeInWrapperMessage(asString(record.message));
+  fields.message = asString(record.message) ?? '';
+  fields.code = asString(record.code) ?? codeInWrapperMessage(fields.message);
   fields.status =
     typeof metadata?.httpStatusCode === 'number' ? metadata.httpStatusCode : undefined;
   fields.throttling = retryable?.throttling === true;

@@ -31,7 +31,10 @@ export const TEST_CLIENT_SETTINGS = {
 
 export interface ImageStore {
   images: Map<string, ImageRecord>;
-  /** Put the bytes into the bucket and add a metadata row; `row` overrides fields of that row. */
+  /**
+   * Put the bytes into the bucket and add a metadata row. `row` overrides fields of that row, and
+   * its `key` is also the key the bytes are put under.
+   */
   storeImage(bytes: Buffer, row?: Partial<ImageRecord>): Promise<ImageRecord>;
 }
 
@@ -84,7 +87,7 @@ export function createImageStore(client: S3Client): ImageStore {
     images,
     async storeImage(bytes, row = {}) {
       const id = newImageId();
-      const key = `images/${id}`;
+      const key = row.key ?? `images/${id}`;
       const contentType = row.contentType ?? 'image/png';
       const put = await client.send(
         new PutObjectCommand({ Bucket: BUCKET, Key: key, Body: bytes, ContentType: contentType }),
@@ -127,7 +130,7 @@ export interface EmbeddedS3Fixture {
 }
 
 /** An S3 error response with its XML document, or a connection reset before any response. */
-export type S3Fault = { status: number; code: string } | 'reset';
+export type S3Fault = { status: number; code: string; message?: string } | 'reset';
 
 /** One request that the recording relay passed on to the S3 server. */
 export interface S3Request {
@@ -196,8 +199,13 @@ async function startRecordingRelay(
       return;
     }
     if (fault) {
+      // No Date header, unlike S3, so that the reader cannot learn the server's clock from it.
+      res.sendDate = false;
       res.writeHead(fault.status, { 'content-type': 'application/xml' });
-      res.end(`<?xml version="1.0" encoding="UTF-8"?><Error><Code>${fault.code}</Code></Error>`);
+      const message = fault.message === undefined ? '' : `<Message>${fault.message}</Message>`;
+      res.end(
+        `<?xml version="1.0" encoding="UTF-8"?><Error><Code>${fault.code}</Code>${message}</Error>`,
+      );
       return;
     }
 

@@ -311,3 +311,111 @@ describe('S3 client with a fetch handler', () => {
     expect(head.headers['content-length']).toBe(String(bytes.length));
   });
 });
+
+describe('app clock behind S3', () => {
+  // The client's clock offset makes the app sign as if its clock ran 700 s slow, past the
+  // 600 s lifetime of the reader's URLs. S3's Date header then corrects it.
+  it('GET corrects the offset and returns 200', async () => {
+    const fixture = await startEmbeddedS3Fixture({ recordRequests: true });
+    const bytes = randomBytes(5000);
+    const image = await createImageStore(fixture.client).storeImage(bytes);
+    const app = createProxyApp(fixture.client, new Map([[image.id, image]]));
+    fixture.client.config.systemClockOffset = -700_000;
+    const since = fixture.requests.length;
+
+    const res = await asBytes(request(app).get(`/image/${image.id}`));
+    const offsetAfter = fixture.client.config.systemClockOffset;
+    const reads = fixture.requests.slice(since).map((r) => r.method);
+    await fixture.close();
+
+    expect(res.status).toBe(200);
+    expect(bodyOf(res).equals(bytes)).toBe(true);
+    expect(reads).toEqual(['GET', 'GET']);
+    expect(Math.abs(offsetAfter)).toBeLessThan(60_000);
+  });
+
+  it('expired URL without a Date header returns 502', async () => {
+    // With no Date header the offset cannot be corrected. The expired 403 must not pass for a
+    // missing object, whose 404 and log would tell the operator to delete the row.
+    const fixture = await startEmbeddedS3Fixture({ recordRequests: true });
+    const image = await createImageStore(fixture.client).storeImage(randomBytes(100));
+    const warnings: object[] = [];
+    const logger = { warn: (details: object) => warnings.push(details), error: () => undefined };
+    const app = createProxyApp(fixture.client, new Map([[image.id, image]]), logger);
+    fixture.readFaults.push({ status: 403, code: 'AccessDenied', message: 'Request has expired' });
+
+    const res = await request(app).get(`/image/${image.id}`);
+    await fixture.close();
+
+    expect(res.status).toBe(502);
+    expect(warnings).toEqual([]);
+  });
+});
+
+describe('key with a dot segment', () => {
+  // URL parsers drop "." segments, and S3 would then check the signature against another path.
+  it('GET returns the object', async () => {
+    const fixture = await startEmbeddedS3Fixture({ recordRequests: true });
+    const bytes = randomBytes(3000);
+    const key = `images/./dot-${randomBytes(4).toString('hex')}`;
+    const image = await createImageStore(fixture.client).storeImage(bytes, { key });
+    const app = createProxyApp(fixture.client, new Map([[image.id, image]]));
+    const since = fixture.requests.length;
+
+    const res = await asBytes(request(app).get(`/image/${image.id}`));
+    const paths = fixture.requests.slice(since).map((r) => r.path);
+    await fixture.close();
+
+    expect(res.status).toBe(200);
+    expect(bodyOf(res).equals(bytes)).toBe(true);
+    expect(paths).toEqual([`/${BUCKET}/${key}`]);
+  });
+});
+
+describe('S3 stalls mid-body', () => {
+  // The embedded S3 server cannot stall on demand, so a loopback HTTP server sends the headers
+  // and the first 100 of 1,000 bytes, then goes silent.
+  it('cuts the response after the timeout', async () => {
+    // Without an idle timeout on the body, this test waits until Jest's timeout fails it.
+    const stalled = new Set<http.ServerResponse>();
+    const server = http.createServer((_req, res) => {
+      res.writeHead(200, { 'content-length': '1000', etag: '"stall"' });
+      res.write(Buffer.alloc(100, 7));
+      stalled.add(res);
+    });
+    await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+    const client = createS3Client({
+      ...TEST_CLIENT_SETTINGS,
+      endpoint: `http://127.0.0.1:${(server.address() as AddressInfo).port}`,
+      requestTimeoutMs: 300,
+      maxSockets: 2,
+    });
+    const image = { ...unreachableImage(), sizeBytes: 1000 };
+    const app = http.createServer(createProxyApp(client, new Map([[image.id, image]])));
+    await new Promise<void>((resolve) => app.listen(0, '127.0.0.1', resolve));
+    const { port } = app.address() as AddressInfo;
+
+    const received = await new Promise<{ status: number; bytes: number; complete: boolean }>(
+      (resolve) => {
+        http.get(`http://127.0.0.1:${port}/image/${image.id}`, { agent: false }, (res) => {
+          let bytes = 0;
+          res.on('data', (chunk: Buffer) => (bytes += chunk.length));
+          res.on('close', () => {
+            resolve({ status: res.statusCode ?? 0, bytes, complete: res.complete });
+          });
+        });
+      },
+    );
+
+    app.closeAllConnections();
+    await new Promise((resolve) => app.close(resolve));
+    client.destroy();
+    for (const res of stalled) res.destroy();
+    server.closeAllConnections();
+    await new Promise((resolve) => server.close(resolve));
+
+    expect(received.status).toBe(200);
+    expect(received.bytes).toBe(100);
+    expect(received.complete).toBe(false);
+  });
+});
