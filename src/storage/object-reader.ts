@@ -1,6 +1,7 @@
 import { Readable } from 'node:stream';
 import type { S3Client } from '@aws-sdk/client-s3';
 import type { RetryErrorInfo, RetryErrorType, RetryStrategyV2 } from '@smithy/types';
+import { THROTTLING_NAMES } from './s3-errors';
 import { createUrlSigner } from './url-signer';
 
 /** One GetObject or HeadObject read. */
@@ -112,15 +113,6 @@ const CLOCK_ERROR_MESSAGE = /request has expired|not yet valid|request time too 
 
 /** Retry-After of an S3 error response, passed to the retry strategy as its hint. */
 const retryAfterHints = new WeakMap<object, Date>();
-
-const THROTTLING_CODES = new Set([
-  'SlowDown',
-  'Throttling',
-  'ThrottlingException',
-  'TooManyRequestsException',
-  'RequestLimitExceeded',
-  'RequestThrottled',
-]);
 
 /**
  * Create a reader that fetches objects with SigV4 presigned requests, sent through the client's
@@ -291,7 +283,7 @@ function isRetryStrategyV2(strategy: unknown): strategy is RetryStrategyV2 {
 function retryErrorType(error: unknown): RetryErrorType | undefined {
   if (error instanceof S3ReadError) {
     const status = error.$metadata.httpStatusCode;
-    if (status === 429 || status === 503 || THROTTLING_CODES.has(error.name)) return 'THROTTLING';
+    if (status === 429 || status === 503 || THROTTLING_NAMES.has(error.name)) return 'THROTTLING';
     if (status === 500 || status === 502 || status === 504) return 'TRANSIENT';
     // S3's 400 RequestTimeout: the request body stalled, which a new attempt may not.
     if (error.name === 'RequestTimeout') return 'TRANSIENT';

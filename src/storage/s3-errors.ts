@@ -22,7 +22,7 @@ const TIMEOUT_CODES = new Set(['ETIMEDOUT', 'ESOCKETTIMEDOUT']);
 const TIMEOUT_NAMES = new Set(['TimeoutError', 'RequestTimeout']);
 
 // AWS and S3-compatible stores use several names for throttling. The SDK also flags it in $retryable.
-const THROTTLING_NAMES = new Set([
+export const THROTTLING_NAMES: ReadonlySet<string> = new Set([
   'SlowDown',
   'Throttling',
   'ThrottlingException',
