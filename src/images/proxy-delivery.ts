@@ -45,7 +45,9 @@ export interface ProxyDeliveryOptions {
   /**
    * Logger for failures of the body stream, which happen after the headers are sent and so never
    * reach the error handler. It also gets a warning with `event: 'object_missing'` for a row whose
-   * object is missing from the bucket, which the client sees as a plain 404. Default: no logging.
+   * object is missing from the bucket, which the client sees as a plain 404, and one with
+   * `event: 's3_clock_offset_corrected'` when S3's clock corrected the signing time. Default: no
+   * logging.
    */
   logger?: ProxyLogger | undefined;
   /**
@@ -87,7 +89,16 @@ export function createProxyDelivery(options: ProxyDeliveryOptions): ProxyDeliver
       `${FACTORY}: \`logger\` must have warn(details, message) and error(details, message) methods, such as a pino logger.`,
     );
   }
-  const reader = createObjectReader({ client, bucket });
+  const reader = createObjectReader({
+    client,
+    bucket,
+    onClockOffsetCorrected: (offsetMs) => {
+      logger?.warn(
+        { event: 's3_clock_offset_corrected', offsetSeconds: Math.round(offsetMs / 1000) },
+        "S3 rejected a read's signing time, so s3gate now signs with S3's clock from its Date header. Synchronize this machine's clock with NTP, because redirect mode cannot correct it.",
+      );
+    },
+  });
   // Ids are never reused for other bytes, so a cached copy never needs revalidation.
   const cacheControl = `private, max-age=${options.cacheMaxAgeSeconds}, immutable`;
 
@@ -131,8 +142,8 @@ export function createProxyDelivery(options: ProxyDeliveryOptions): ProxyDeliver
       // an unknown id, so this warning is the only trace an operator gets.
       if (failure.status === 404) {
         options.logger?.warn(
-          { event: 'object_missing', imageId: image.id, key: image.key },
-          'The image has a metadata row but no object in the bucket, so it returns 404. Upload it again, or delete it to remove the row.',
+          { event: 'object_missing', imageId: image.id, key: image.key, err: failure.cause },
+          "S3 found no object for the image's metadata row, so it returns 404. S3 also answers 403 for a missing key when s3gate lacks s3:ListBucket, and `err` has its code. If s3gate may read the key (s3:GetObject), upload the image again or delete it to remove the row.",
         );
       }
       throw failure;
@@ -210,7 +221,7 @@ async function streamBody(
   report: Pick<ProxyDeliveryOptions, 'logger' | 'onS3Error'>,
 ): Promise<void> {
   try {
-    // NOTE: a client that reads slowly holds its S3 socket until it has read the last byte, so
+    // NOTE: a client that reads slowly keeps its S3 socket until it has read the last byte, so
     // enough slow clients can fill the client's socket pool. Only a pause longer than the
     // client's socket timeout frees it.
     await pipeline(body, res);

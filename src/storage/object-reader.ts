@@ -1,7 +1,7 @@
 import { Readable } from 'node:stream';
 import type { S3Client } from '@aws-sdk/client-s3';
 import type { RetryErrorInfo, RetryErrorType, RetryStrategyV2 } from '@smithy/types';
-import { THROTTLING_NAMES } from './s3-errors';
+import { SIGNING_TIME_MESSAGE, THROTTLING_NAMES } from './s3-errors';
 import { createUrlSigner } from './url-signer';
 
 /** One GetObject or HeadObject read. */
@@ -26,6 +26,18 @@ export interface ObjectReadResult {
   body: Readable | undefined;
 }
 
+/** Options of `createObjectReader`. */
+export interface ObjectReaderOptions {
+  /** Client whose credentials sign the reads and whose HTTP handler sends them. */
+  client: S3Client;
+  bucket: string;
+  /**
+   * Called with the client's new clock offset in ms after S3 rejected a read's signing time and
+   * its Date header corrected the offset, such as to log it. Default: ignore.
+   */
+  onClockOffsetCorrected?: ((offsetMs: number) => void) | undefined;
+}
+
 /** Reader made by `createObjectReader`. */
 export interface ObjectReader {
   /**
@@ -45,8 +57,13 @@ export class S3ReadError extends Error {
   /** S3's request id, for AWS support. */
   readonly RequestId: string | undefined;
   readonly $metadata: { httpStatusCode: number };
+  /**
+   * True when S3 rejected the signing time: by its code or message, or, for a bodiless 403 such
+   * as HEAD gets, by a Date header CLOCK_SKEW_MS or more away from the app's clock.
+   */
+  readonly signingTimeRejected: boolean;
 
-  constructor(status: number, document: ErrorDocument) {
+  constructor(status: number, document: ErrorDocument, clockSkewed = false) {
     // The message names S3's status, code and message but never the URL, whose signature is a
     // bearer token.
     const code = document.code === undefined ? '' : ` ${document.code}`;
@@ -56,6 +73,11 @@ export class S3ReadError extends Error {
     this.$metadata = { httpStatusCode: status };
     this.ActualObjectSize = document.actualObjectSize;
     this.RequestId = document.requestId;
+    this.signingTimeRejected =
+      status === 403 &&
+      (clockSkewed ||
+        document.code === 'RequestTimeTooSkewed' ||
+        SIGNING_TIME_MESSAGE.test(document.message ?? ''));
   }
 }
 
@@ -109,7 +131,6 @@ const TRANSIENT_SOCKET_CODES = new Set([
 // corrects the client's clock offset only for a difference this large, because the Date header
 // has a resolution of one second and smaller errors do not invalidate the reader's URLs.
 const CLOCK_SKEW_MS = 5 * 60 * 1000;
-const CLOCK_ERROR_MESSAGE = /request has expired|not yet valid|request time too skewed/i;
 
 /** Retry-After of an S3 error response, passed to the retry strategy as its hint. */
 const retryAfterHints = new WeakMap<object, Date>();
@@ -123,7 +144,7 @@ const retryAfterHints = new WeakMap<object, Date>();
  * profile of bench/proxy.ts (1 MiB objects), that stack took about a quarter of the app's CPU
  * time. A presigned URL is memoized for its signing window, so most reads sign nothing.
  */
-export function createObjectReader(options: { client: S3Client; bucket: string }): ObjectReader {
+export function createObjectReader(options: ObjectReaderOptions): ObjectReader {
   const { client } = options;
   const signer = createUrlSigner({
     client,
@@ -181,32 +202,37 @@ export function createObjectReader(options: { client: S3Client; bucket: string }
     }
 
     const text = body ? await readErrorDocument(body) : '';
-    const error = new S3ReadError(status, {
-      code: elementText(text, 'Code'),
-      message: elementText(text, 'Message'),
-      actualObjectSize: elementText(text, 'ActualObjectSize'),
-      requestId: elementText(text, 'RequestId') ?? response.headers['x-amz-request-id'],
-    });
-    const retryAfter = Number(response.headers['retry-after']);
-    if (Number.isFinite(retryAfter))
-      retryAfterHints.set(error, new Date(Date.now() + retryAfter * 1000));
-    if (status === 403 && isClockError(error)) {
-      correctClockOffset(response.headers.date);
+    const clockSkewMs = status === 403 ? skewOfServerClock(response.headers.date) : 0;
+    const error = new S3ReadError(
+      status,
+      {
+        code: elementText(text, 'Code'),
+        message: elementText(text, 'Message'),
+        actualObjectSize: elementText(text, 'ActualObjectSize'),
+        requestId: elementText(text, 'RequestId') ?? response.headers['x-amz-request-id'],
+      },
+      Math.abs(clockSkewMs) >= CLOCK_SKEW_MS,
+    );
+    const retryAfter = retryAfterDate(response.headers['retry-after']);
+    if (retryAfter) retryAfterHints.set(error, retryAfter);
+
+    // Sign the next attempt with S3's time.
+    if (error.signingTimeRejected && Math.abs(clockSkewMs) >= CLOCK_SKEW_MS) {
+      client.config.systemClockOffset += clockSkewMs;
+      options.onClockOffsetCorrected?.(client.config.systemClockOffset);
     }
     throw error;
   }
 
   /**
-   * Set the client's clock offset from the Date header of S3's response when the two clocks are
-   * CLOCK_SKEW_MS or more apart. The SDK (@aws-sdk/core 3.1178) sets the same offset from the
-   * Date header of each of its own responses.
+   * Return how far S3's clock, from the Date header of its response, is ahead of the app's clock
+   * with the client's offset applied, in ms. 0 without a valid Date header. The SDK
+   * (@aws-sdk/core 3.1178) sets its offset from the Date header of each of its own responses.
    */
-  function correctClockOffset(dateHeader: string | undefined): void {
+  function skewOfServerClock(dateHeader: string | undefined): number {
     const serverTime = dateHeader === undefined ? Number.NaN : Date.parse(dateHeader);
-    if (Number.isNaN(serverTime)) return;
-    const offset = client.config.systemClockOffset;
-    if (Math.abs(serverTime - (Date.now() + offset)) < CLOCK_SKEW_MS) return;
-    client.config.systemClockOffset = serverTime - Date.now();
+    if (Number.isNaN(serverTime)) return 0;
+    return serverTime - (Date.now() + client.config.systemClockOffset);
   }
 
   /**
@@ -222,7 +248,7 @@ export function createObjectReader(options: { client: S3Client; bucket: string }
       return await readOnce(request, abortSignal);
     } catch (error) {
       const corrected = client.config.systemClockOffset !== offsetBefore;
-      if (!(error instanceof S3ReadError) || !isClockError(error) || !corrected) throw error;
+      if (!(error instanceof S3ReadError) || !error.signingTimeRejected || !corrected) throw error;
       return readOnce(request, abortSignal);
     }
   }
@@ -347,11 +373,6 @@ function elementText(document: string, name: string): string | undefined {
   return match?.[1];
 }
 
-/** Tell whether S3 rejected the request's signing time: expired, not yet valid, or skewed. */
-function isClockError(error: S3ReadError): boolean {
-  return error.name === 'RequestTimeTooSkewed' || CLOCK_ERROR_MESSAGE.test(error.message);
-}
-
 /**
  * Split a signed URL into its origin and its path with query, exactly as signed. `new URL` would
  * remove `.` and `..` segments of a key, and S3 would then see another path than the signed one.
@@ -363,4 +384,12 @@ function splitSignedUrl(signedUrl: string): { origin: URL; pathAndQuery: string 
     origin: new URL(signedUrl.slice(0, pathStart)),
     pathAndQuery: signedUrl.slice(pathStart),
   };
+}
+
+/** Parse a Retry-After header, in seconds or as an HTTP date. */
+function retryAfterDate(header: string | undefined): Date | undefined {
+  if (header === undefined || header.trim() === '') return undefined;
+  const seconds = Number(header);
+  const time = Number.isFinite(seconds) ? Date.now() + seconds * 1000 : Date.parse(header);
+  return Number.isNaN(time) ? undefined : new Date(time);
 }

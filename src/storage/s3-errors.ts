@@ -36,7 +36,7 @@ const NOT_FOUND_NAMES = new Set(['NoSuchKey', 'NotFound']);
 
 // S3's message on a 403 AccessDenied for a presigned request that expired or is not valid yet,
 // which means a wrong clock or lifetime in s3gate, not a missing key.
-const SIGNING_TIME_MESSAGE = /request has expired|not yet valid/i;
+export const SIGNING_TIME_MESSAGE = /request has expired|not yet valid/i;
 
 // 403 codes caused by s3gate's credentials or clock. They must not pass for a missing key.
 const CREDENTIAL_ERROR_NAMES = new Set([
@@ -60,6 +60,8 @@ interface ErrorFields {
   status: number | undefined;
   /** The error's message, which contains S3's own message. */
   message: string;
+  /** Set by the object reader when S3 rejected the signing time of a presigned read. */
+  signingTimeRejected: boolean;
   throttling: boolean;
   /** Object size that S3 reports with InvalidRange. */
   actualObjectSize: number | undefined;
@@ -107,7 +109,11 @@ function classify(fields: ErrorFields, operation: S3Operation): HttpError {
   if (fields.throttling || THROTTLING_NAMES.has(name)) return errors.storageUnavailable();
   if (fields.status === 503 || fields.status === 429) return errors.storageUnavailable();
 
-  if (operation === 'read' && isMissingKey(name, fields.status, fields.message)) {
+  if (
+    operation === 'read' &&
+    !fields.signingTimeRejected &&
+    isMissingKey(name, fields.status, fields.message)
+  ) {
     return errors.imageNotFound();
   }
   if (name === 'InvalidRange' || fields.status === 416) {
@@ -139,6 +145,7 @@ function readErrorFields(error: unknown): ErrorFields {
     code: undefined,
     status: undefined,
     message: '',
+    signingTimeRejected: false,
     throttling: false,
     actualObjectSize: undefined,
   };
@@ -153,6 +160,7 @@ function readErrorFields(error: unknown): ErrorFields {
 
   fields.name = asString(record.name) ?? asString(record.Code);
   fields.message = asString(record.message) ?? '';
+  fields.signingTimeRejected = record.signingTimeRejected === true;
   fields.code = asString(record.code) ?? codeInWrapperMessage(fields.message);
   fields.status =
     typeof metadata?.httpStatusCode === 'number' ? metadata.httpStatusCode : undefined;

@@ -575,10 +575,13 @@ describe('GET /image/:id object missing from S3', () => {
 
     expect(response.status).toBe(404);
     expect(warnings).toHaveLength(1);
-    expect(warnings[0]?.details).toEqual({
+    const { err, ...details } = (warnings[0]?.details ?? {}) as { err?: Error };
+    expect(details).toEqual({
       event: 'object_missing',
       imageId: missing.id,
       key: missing.key,
     });
+    // S3's code, so that an operator can tell a missing key from a denied read.
+    expect(err?.name).toBe('NoSuchKey');
   });
 });

@@ -334,6 +334,29 @@ describe('app clock behind S3', () => {
     expect(Math.abs(offsetAfter)).toBeLessThan(60_000);
   });
 
+  it('HEAD corrects the offset from the Date header', async () => {
+    // S3's 403 to a HEAD has no body, so only its Date header shows the clock error.
+    const fixture = await startEmbeddedS3Fixture({ recordRequests: true });
+    const bytes = randomBytes(4000);
+    const image = await createImageStore(fixture.client).storeImage(bytes);
+    const warnings: object[] = [];
+    const logger = { warn: (details: object) => warnings.push(details), error: () => undefined };
+    const app = createProxyApp(fixture.client, new Map([[image.id, image]]), logger);
+    fixture.client.config.systemClockOffset = -700_000;
+    const since = fixture.requests.length;
+
+    const res = await request(app).head(`/image/${image.id}`);
+    const offsetAfter = fixture.client.config.systemClockOffset;
+    const reads = fixture.requests.slice(since).map((r) => r.method);
+    await fixture.close();
+
+    expect(res.status).toBe(200);
+    expect(res.headers['content-length']).toBe(String(bytes.length));
+    expect(reads).toEqual(['HEAD', 'HEAD']);
+    expect(Math.abs(offsetAfter)).toBeLessThan(60_000);
+    expect(warnings).toEqual([expect.objectContaining({ event: 's3_clock_offset_corrected' })]);
+  });
+
   it('expired URL without a Date header returns 502', async () => {
     // With no Date header the offset cannot be corrected. The expired 403 must not pass for a
     // missing object, whose 404 and log would tell the operator to delete the row.
