@@ -173,7 +173,7 @@ describe('S3 rejects the signature', () => {
 });
 
 describe('S3 read retries', () => {
-  // The recording relay in front of the embedded S3 server answers reads with the queued faults,
+  // The recording relay in front of the embedded S3 server replies to reads with the queued faults,
   // because the real server cannot throttle or drop a connection on demand.
   let fixture: EmbeddedS3Fixture;
   let image: ImageRecord;
