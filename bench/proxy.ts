@@ -75,6 +75,20 @@ async function makeObject(seed: number): Promise<Buffer> {
     .toBuffer();
 }
 
+/**
+ * Run two paths one after the other, the first one first in even rounds and last in odd ones, so
+ * that neither always meets the machine in the same state.
+ */
+async function runPair(
+  round: number,
+  first: () => Promise<unknown>,
+  second: () => Promise<unknown>,
+): Promise<void> {
+  const [earlier, later] = round % 2 === 0 ? [first, second] : [second, first];
+  await earlier();
+  await later();
+}
+
 /** An autocannon run with the CPU time that the app process used during it. */
 type Run = autocannon.Result & { appCpuSeconds: number };
 
@@ -175,13 +189,11 @@ export async function benchProxy(
       for (const pinned of placements) {
         if (canPin) place(pinned);
         const target = pinned ? runs.pinned : runs.unpinned;
-        if (round % 2 === 0) {
-          target.proxy.push(await run(proxyUrls, true));
-          target.direct.push(await run(directUrls, false));
-        } else {
-          target.direct.push(await run(directUrls, false));
-          target.proxy.push(await run(proxyUrls, true));
-        }
+        await runPair(
+          round,
+          async () => target.proxy.push(await run(proxyUrls, true)),
+          async () => target.direct.push(await run(directUrls, false)),
+        );
       }
     }
     // Top up to the stated number of proxied requests for the RSS figure.
@@ -209,13 +221,11 @@ export async function benchProxy(
     if (canPin) place(true);
     const sdkRuns = { proxy: [] as Run[], sdkProxy: [] as Run[] };
     for (let round = 0; round < rounds; round += 1) {
-      if (round % 2 === 0) {
-        sdkRuns.proxy.push(await run(proxyUrls, true));
-        sdkRuns.sdkProxy.push(await run(sdkProxyUrls, true));
-      } else {
-        sdkRuns.sdkProxy.push(await run(sdkProxyUrls, true));
-        sdkRuns.proxy.push(await run(proxyUrls, true));
-      }
+      await runPair(
+        round,
+        async () => sdkRuns.proxy.push(await run(proxyUrls, true)),
+        async () => sdkRuns.sdkProxy.push(await run(sdkProxyUrls, true)),
+      );
     }
 
     const rate = (r: autocannon.Result) => r.requests.total / r.duration;

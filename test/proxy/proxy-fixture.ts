@@ -123,7 +123,7 @@ export interface EmbeddedS3Fixture {
   requests: S3Request[];
   /**
    * Faults for the next reads (GET and HEAD), used up one per read, when the fixture was started
-   * with `recordRequests`. The relay answers such a read itself and does not forward it.
+   * with `recordRequests`. The relay replies to such a read itself and does not forward it.
    */
   readFaults: S3Fault[];
   close(): Promise<void>;
@@ -143,7 +143,7 @@ export interface S3Request {
 /**
  * Start the embedded S3 server in a fresh temporary folder, with a client for it. With
  * `recordRequests`, the client talks to an HTTP relay on loopback that records each request and
- * passes it on unchanged, so a test sees what S3 received.
+ * passes it on unchanged, so a test can check what S3 received.
  */
 export async function startEmbeddedS3Fixture(
   options: { recordRequests?: boolean } = {},

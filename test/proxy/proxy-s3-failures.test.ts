@@ -334,7 +334,7 @@ describe('app clock behind S3', () => {
     expect(Math.abs(offsetAfter)).toBeLessThan(60_000);
   });
 
-  it('HEAD corrects the offset from the Date header', async () => {
+  it('HEAD corrects the clock offset', async () => {
     // S3's 403 to a HEAD has no body, so only its Date header shows the clock error.
     const fixture = await startEmbeddedS3Fixture({ recordRequests: true });
     const bytes = randomBytes(4000);
@@ -357,7 +357,7 @@ describe('app clock behind S3', () => {
     expect(warnings).toEqual([expect.objectContaining({ event: 's3_clock_offset_corrected' })]);
   });
 
-  it('expired URL without a Date header returns 502', async () => {
+  it('expired URL without Date returns 502', async () => {
     // With no Date header the offset cannot be corrected. The expired 403 must not pass for a
     // missing object, whose 404 and log would tell the operator to delete the row.
     const fixture = await startEmbeddedS3Fixture({ recordRequests: true });
